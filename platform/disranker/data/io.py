@@ -1,0 +1,87 @@
+"""Reading and writing tables and JSON on a local path or any URI pyarrow understands (s3://, gs://, hdfs://).
+
+A table path is either one Parquet file or a folder of Parquet shards (the labeling stage writes shards). Writes go
+to a temporary name first and are renamed into place, so a reader never sees half a file.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.dataset as pads
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+
+def resolve(uri: str | Path) -> tuple[pafs.FileSystem, str]:
+    """The filesystem and the path inside it; plain paths are local and made absolute."""
+    text = str(uri)
+    if "://" in text:
+        return pafs.FileSystem.from_uri(text)
+    return pafs.LocalFileSystem(), str(Path(text).expanduser().resolve())
+
+
+def exists(uri: str | Path) -> bool:
+    fs, path = resolve(uri)
+    return fs.get_file_info(path).type != pafs.FileType.NotFound
+
+
+def join(uri: str | Path, *parts: str) -> str:
+    """``uri/part/...`` without turning ``s3://bucket`` into a local path."""
+    return "/".join([str(uri).rstrip("/"), *parts])
+
+
+def read_table(uri: str | Path, columns: list[str] | None = None) -> pa.Table:
+    """One Parquet file, or every ``*.parquet`` shard under a folder (in name order)."""
+    fs, path = resolve(uri)
+    info = fs.get_file_info(path)
+    if info.type == pafs.FileType.NotFound:
+        raise FileNotFoundError(f"no table at {uri}")
+    if info.type == pafs.FileType.File:
+        return pq.read_table(path, filesystem=fs, columns=columns)
+    shards = sorted(
+        f.path
+        for f in fs.get_file_info(pafs.FileSelector(path, recursive=True))
+        if f.type == pafs.FileType.File and f.path.endswith(".parquet")
+    )
+    if not shards:
+        raise FileNotFoundError(f"{uri} is a folder with no .parquet files")
+    return pads.dataset(shards, filesystem=fs, format="parquet").to_table(columns=columns)
+
+
+def write_table(table: pa.Table, uri: str | Path) -> str:
+    """Write ``table`` as one Parquet file, atomically (temporary name, then rename). Returns the path written."""
+    fs, path = resolve(uri)
+    parent = path.rsplit("/", 1)[0]
+    fs.create_dir(parent, recursive=True)
+    tmp = f"{parent}/.tmp-{uuid.uuid4().hex}.parquet"
+    pq.write_table(table, tmp, filesystem=fs)
+    fs.move(tmp, path)
+    return str(uri)
+
+
+def write_json(obj: Any, uri: str | Path) -> str:
+    fs, path = resolve(uri)
+    parent = path.rsplit("/", 1)[0]
+    fs.create_dir(parent, recursive=True)
+    tmp = f"{parent}/.tmp-{uuid.uuid4().hex}.json"
+    with fs.open_output_stream(tmp) as out:
+        out.write((json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n").encode())
+    fs.move(tmp, path)
+    return str(uri)
+
+
+def read_json(uri: str | Path) -> Any:
+    fs, path = resolve(uri)
+    with fs.open_input_stream(path) as src:
+        return json.loads(src.read().decode())
+
+
+def read_text(uri: str | Path) -> str:
+    fs, path = resolve(uri)
+    with fs.open_input_stream(path) as src:
+        return src.read().decode("utf-8")

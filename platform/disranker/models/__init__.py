@@ -1,0 +1,1 @@
+"""Model loading, input formatting and tensor helpers shared by every stage."""

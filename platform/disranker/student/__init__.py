@@ -1,0 +1,1 @@
+"""The BERT cross-encoder student: its distillation objectives (``losses``)."""

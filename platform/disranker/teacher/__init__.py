@@ -1,0 +1,1 @@
+"""The large language model teacher: its fine-tuning objectives (``losses``)."""
