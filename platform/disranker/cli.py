@@ -15,8 +15,9 @@ from disranker.config import ConfigError, load_config
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, pretty_exceptions_enable=False)
 data_app = typer.Typer(help="Demo corpus, importers, validation and export of tables.", no_args_is_help=True)
-baseline_app = typer.Typer(help="Score a judgments/pool table with a baseline (writes a scores table).",
-                           no_args_is_help=True)
+baseline_app = typer.Typer(
+    help="Score a judgments/pool table with a baseline (writes a scores table).", no_args_is_help=True
+)
 app.add_typer(data_app, name="data")
 app.add_typer(baseline_app, name="baseline")
 
@@ -25,7 +26,12 @@ Overrides = Annotated[list[str] | None, typer.Argument(help="Overrides such as s
 
 
 def _load(cls, config: Path | None, overrides: list[str] | None, **shortcuts):
-    extra = [f"{key}={value}" for key, value in shortcuts.items() if value is not None]
+    # Text options are quoted so YAML keeps them as typed: `--out "run #2"` is not cut at '#', `--model yes` not a bool.
+    extra = [
+        f"{key}={json.dumps(value, ensure_ascii=False) if isinstance(value, str) else value}"
+        for key, value in shortcuts.items()
+        if value is not None
+    ]
     try:
         return load_config(cls, config, [*(overrides or []), *extra])
     except ConfigError as exc:
@@ -46,8 +52,11 @@ def build_demo(
     cfg = _load(demo.DemoCorpusConfig, config, overrides, size=size, output_dir=out, seed=seed)
     folder = demo.run(cfg)
     stats = io.read_json(io.join(folder, "stats.json"))
-    typer.echo(json.dumps({name: {k: v for k, v in s.items() if k != "sources"} for name, s in stats["splits"].items()},
-                          indent=1))
+    typer.echo(
+        json.dumps(
+            {name: {k: v for k, v in s.items() if k != "sources"} for name, s in stats["splits"].items()}, indent=1
+        )
+    )
     typer.echo(f"demo corpus written to {folder}")
 
 
@@ -150,8 +159,16 @@ def evaluate(
     """Score a model's ranking against graded judgments: PNR, NDCG@k, MRR@10 (one JSON object)."""
     from disranker.evaluation.evaluate import EvaluateConfig, run
 
-    cfg = _load(EvaluateConfig, config, overrides, judgments=judgments, scores=scores, output_dir=out, model=model,
-                mrr_min_label=mrr_min_label)
+    cfg = _load(
+        EvaluateConfig,
+        config,
+        overrides,
+        judgments=judgments,
+        scores=scores,
+        output_dir=out,
+        model=model,
+        mrr_min_label=mrr_min_label,
+    )
     result = run(cfg)
     typer.echo(json.dumps(result.metrics, indent=1))
     if result.rejected.num_rows:

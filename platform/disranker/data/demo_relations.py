@@ -37,12 +37,25 @@ _MAX_DERIVED = 4
 _DIRECT = {"@": "hypernym", "@i": "hypernym", "~": "hyponym", "~i": "hyponym", "$": "verb_group"}
 _CLOSE = {
     "+": "derivation",
-    "%p": "meronym", "%m": "meronym", "%s": "meronym",
-    "#p": "holonym", "#m": "holonym", "#s": "holonym",
-    "*": "entailment", ">": "cause",
+    "%p": "meronym",
+    "%m": "meronym",
+    "%s": "meronym",
+    "#p": "holonym",
+    "#m": "holonym",
+    "#s": "holonym",
+    "*": "entailment",
+    ">": "cause",
 }
-_LOOSE = {";c": "domain", "-c": "domain", ";r": "domain", "-r": "domain", ";u": "domain", "-u": "domain",
-          "^": "also_see", "!": "antonym"}
+_LOOSE = {
+    ";c": "domain",
+    "-c": "domain",
+    ";r": "domain",
+    "-r": "domain",
+    ";u": "domain",
+    "-u": "domain",
+    "^": "also_see",
+    "!": "antonym",
+}
 _UP = ("@", "@i")
 _DOWN = ("~", "~i")
 
@@ -69,6 +82,10 @@ def document_summary(synset: Synset, synsets: dict[str, Synset]) -> str:
     derived = [d for d in derived if d.lower() not in {lemma.lower() for lemma in synset.lemmas}][:_MAX_DERIVED]
     if derived:
         parts.append(f"related: {', '.join(derived)}.")
+    if not parts:  # a root with no example ("entity"): name its kinds, or any neighbour, rather than leave it empty
+        neighbours = _pointers(synset, _DOWN) or [k for keys in synset.pointers.values() for k in keys]
+        names = _unique(synsets[k].lemmas[0] for k in neighbours)[:_MAX_DERIVED]
+        parts.append(f"{'kinds' if _pointers(synset, _DOWN) else 'related'}: {', '.join(names)}." if names else "")
     return " ".join(parts)
 
 

