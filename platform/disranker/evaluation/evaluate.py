@@ -43,6 +43,7 @@ class EvaluateConfig:
 class Evaluation:
     metrics: dict  # evaluate_rankings' keys plus model and n_rejected
     rejected: pa.Table  # the rejected contract: table, row, reason, record
+    scores: pa.Table  # the evaluated model's valid score rows (scores contract), e.g. for a TREC run
 
 
 def run(config: EvaluateConfig) -> Evaluation:
@@ -53,9 +54,7 @@ def run(config: EvaluateConfig) -> Evaluation:
         out = config.output_dir
         io.write_json(result.metrics, io.join(out, "metrics.json"))
         io.write_table(result.rejected, io.join(out, "rejected.parquet"))
-        valid_scores = validate_table(scores, "scores").valid
-        chosen = valid_scores.filter(pc.equal(valid_scores["model"], result.metrics["model"]))
-        write_trec_run(chosen, io.join(out, f"{result.metrics['model']}.run"))
+        write_trec_run(result.scores, io.join(out, f"{result.metrics['model']}.run"))
         lineage.write_lineage(out, "evaluate", to_dict(config), metrics=result.metrics)
     return result
 
@@ -93,7 +92,8 @@ def evaluate_scores(
         matched["score"].to_numpy(),
         mrr_min_label=mrr_min_label,
     )
-    return Evaluation({"model": chosen_model, **metrics, "n_rejected": rejected.num_rows}, rejected)
+    metrics = {"model": chosen_model, **metrics, "n_rejected": rejected.num_rows}
+    return Evaluation(metrics, rejected, scored.valid.filter(is_model))
 
 
 def _choose_model(scores: pa.Table, model: str | None) -> str:
