@@ -48,6 +48,8 @@ NEGATIVE_SOURCES = ("other_sense", "bm25_title", "bm25_summary", "random")
 MAX_OTHER_SENSES = 2  # more would make "same title, other meaning" dominate the negatives of common words
 RELATED_SHARE = 0.45  # of the non-self candidates; the rest are negatives
 MIN_QUERY_WORDS = 3
+# Part of the lineage id: bump it when the builder's output changes, so a corpus built by older code is rebuilt.
+BUILDER_VERSION = 2
 NUMBA_MIN_QUERIES = 5000
 
 
@@ -88,7 +90,7 @@ def run(config: DemoCorpusConfig) -> str:
     if not config.output_dir:
         raise ConfigError("'output_dir' is required: where the demo corpus is written")
     folder = find_wordnet_dir(config.wordnet_dir)
-    fingerprint = lineage.file_fingerprint([folder / "data.noun", folder / "data.verb"])
+    fingerprint = f"{lineage.file_fingerprint([folder / 'data.noun', folder / 'data.verb'])}-v{BUILDER_VERSION}"
     expected = lineage.lineage_id("demo_corpus", to_dict(config), fingerprint=fingerprint)
     if lineage.is_complete(config.output_dir, expected):
         return config.output_dir

@@ -1,16 +1,15 @@
-"""The one module that turns (query, title, summary) into model inputs.
+r"""The one module that turns (query, title, summary) into model inputs.
 
 Training, labeling (both backends) and serving import these functions, so a teacher scores the same token ids in
 vLLM as in transformers and the served student sees what it was trained on.
 
-| use             | text                                                                | special tokens            |
-|-----------------|---------------------------------------------------------------------|---------------------------|
-| teacher CPT     | prompt ``query: {query}\\n`` → target ``title: {title}\\nsummary: {summary}`` | EOS after the target      |
-| teacher scoring | ``query: {query}\\ntitle: {title}\\nsummary: {summary}``              | EOS appended, always last |
-| student         | ``[CLS] {query} [SEP] {title}. {summary} [SEP]``                    | the tokenizer's pair form |
+- teacher CPT: prompt ``query: {query}\n`` → target ``title: {title}\nsummary: {summary}`` + EOS (loss on the target);
+- teacher scoring: ``query: {query}\ntitle: {title}\nsummary: {summary}`` + EOS, the EOS always last;
+- student: ``[CLS] {query} [SEP] {title}. {summary} [SEP]`` (the tokenizer's pair form).
 
-Truncation never removes the query: the teacher text is cut inside the summary (the EOS is put back after the cut,
-because the score is read at the last token), the student truncates the document side only (``only_second``).
+Truncation keeps the query: the teacher text is cut inside the summary (the EOS is put back after the cut, because the
+score is read at the last token); the student cuts the document side (``longest_first``: a query is shortened only
+when it alone takes more than half of ``max_length``, where ``only_second`` would raise instead).
 """
 
 from __future__ import annotations
@@ -86,12 +85,12 @@ def encode_student(
     max_length: int = STUDENT_MAX_LENGTH,
     return_tensors: str | None = "pt",
 ):
-    """The student's pair encoding, padded to the longest in the batch; only the document side is truncated."""
+    """The student's pair encoding, padded to the longest in the batch; the document side is truncated first."""
     documents = [student_document(t, s) for t, s in zip(titles, summaries, strict=True)]
     return tokenizer(
         list(queries),
         documents,
-        truncation="only_second",
+        truncation="longest_first",
         max_length=max_length,
         padding=True,
         return_tensors=return_tensors,
