@@ -41,6 +41,11 @@ SCORED = [
 COMMAND_OPTIONS = {
     ("evaluate",): ["--config", "--judgments", "--scores", "--out", "--model", "--mrr-min-label", "overrides"],
     ("pipeline",): ["--config", "overrides"],
+    ("distill",): ["--config", "overrides"],
+    ("evaluate-models",): ["--config", "overrides"],
+    ("serve",): ["--config", "overrides"],
+    ("train-teacher",): ["--config", "--stage", "--out", "overrides"],
+    ("label",): ["--config", "--pool", "--teacher", "--out", "--backend", "overrides"],
     ("data", "build-demo"): ["--config", "--size", "--out", "--seed", "overrides"],
     ("data", "fetch-wordnet"): ["--help"],
     ("data", "wordnet-path"): ["--help"],

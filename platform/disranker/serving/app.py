@@ -1,0 +1,141 @@
+"""The ranking endpoint: a FastAPI ingress on a Ray Serve deployment that batches (query, document) pairs.
+
+Routes: ``POST /rank``, ``GET /healthz`` (no auth: load balancers and KubeRay probe it), ``GET /info`` (model id,
+lineage, limits, batching knobs and this replica's counters). When ``DISRANKER_API_TOKEN`` is set in the replica's
+environment, /rank and /info need ``Authorization: Bearer <token>`` (401 otherwise).
+
+Every pair of every request goes through one ``@serve.batch`` queue, so concurrent requests share model calls; its
+size and wait come from ``user_config`` and change on running replicas through ``reconfigure()``. Replicas scale
+between ``autoscaling.min_replicas`` and ``max_replicas`` on requests in flight.
+
+    serve run serve/config.yaml                 # or: disranker serve --config serve/config.yaml
+"""
+
+# No `from __future__ import annotations` here: FastAPI reads the route parameters' annotations (``request: Request``)
+# from the methods Serve's ingress wraps, where postponed (string) annotations no longer resolve.
+import asyncio
+import hmac
+import os
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from ray import serve
+from ray.serve import Application
+
+from disranker.serving.config import BatchingArgs, LocalServe, RankerArgs
+from disranker.serving.schemas import RequestError, parse_rank_request, rank_documents
+from disranker.serving.scorer import PairScorer
+
+TOKEN_ENV = "DISRANKER_API_TOKEN"
+
+api = FastAPI(title="disranker", description="Rank documents for a query with the distilled student.")
+
+
+@api.exception_handler(RequestError)
+async def _request_error(_request: Request, exc: RequestError) -> JSONResponse:
+    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+    return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The body, refused with 413 as soon as it passes ``limit`` bytes (declared or streamed, e.g. chunked)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise RequestError(413, "body", f"the body is {declared} bytes; the limit is {limit}")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise RequestError(413, "body", f"the body is over the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+# Serve's ingress copies the module's globals when it decorates the class: helpers the methods call go above it.
+@serve.deployment
+@serve.ingress(api)
+class Ranker:
+    def __init__(self, args: dict):
+        self.args = RankerArgs.model_validate(args)
+        self.scorer = PairScorer.load(self.args)
+        self.token = os.environ.get(TOKEN_ENV) or None
+        self.counters = {"requests": 0, "batches": 0, "pairs": 0}
+
+    def reconfigure(self, user_config: dict) -> None:
+        """Apply new batching knobs (``serve deploy`` with a changed ``user_config``) without a restart."""
+        batching = BatchingArgs.model_validate(user_config)
+        self._score_pairs.set_max_batch_size(batching.max_batch_size)
+        self._score_pairs.set_batch_wait_timeout_s(batching.batch_wait_timeout_s)
+
+    # max_batch_size counts pairs while max_ongoing_requests counts requests, so Serve's warning that the first is
+    # larger is expected here: one request brings up to max_documents pairs.
+    @serve.batch(max_batch_size=BatchingArgs().max_batch_size, batch_wait_timeout_s=BatchingArgs().batch_wait_timeout_s)
+    async def _score_pairs(self, pairs: list[tuple[str, str, str]]) -> list[float]:
+        self.counters["batches"] += 1
+        self.counters["pairs"] += len(pairs)
+        queries, titles, summaries = zip(*pairs, strict=True)
+        # In a thread, so the event loop keeps accepting requests (they queue up for the next batch) meanwhile.
+        scores = await asyncio.to_thread(self.scorer.score, queries, titles, summaries)
+        return scores.tolist()
+
+    @api.post("/rank")
+    async def rank(self, request: Request) -> JSONResponse:
+        self._check_token(request)
+        body = await _read_body(request, self.args.max_body_bytes)
+        parsed = parse_rank_request(body, self.args.max_documents)
+        docs = parsed.documents
+        truncated = self.scorer.truncated(parsed.query, [d.title for d in docs], [d.summary for d in docs])
+        self.counters["requests"] += 1
+        scores = await asyncio.gather(*(self._score_pairs((parsed.query, d.title, d.summary)) for d in docs))
+        response = rank_documents(parsed, list(scores), truncated, self.scorer.model_id, self.scorer.max_length)
+        return JSONResponse(response.model_dump())
+
+    @api.get("/healthz")
+    async def healthz(self) -> dict:
+        return {"status": "ok"}
+
+    @api.get("/info")
+    async def info(self, request: Request) -> dict:
+        self._check_token(request)
+        return {
+            "model": self.scorer.model_id,
+            "model_spec": self.args.model,
+            "lineage": self.scorer.lineage,
+            "max_length": self.args.max_length,
+            "max_documents": self.args.max_documents,
+            "max_body_bytes": self.args.max_body_bytes,
+            "batching": {
+                "max_batch_size": self._score_pairs._get_max_batch_size(),
+                "batch_wait_timeout_s": self._score_pairs._get_batch_wait_timeout_s(),
+            },
+            "replica": serve.get_replica_context().replica_id.unique_id,
+            "counters": dict(self.counters),  # this replica's, since it started
+        }
+
+    def _check_token(self, request: Request) -> None:
+        if self.token is None:
+            return
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), self.token.encode()):
+            raise RequestError(401, "Authorization", "a valid 'Authorization: Bearer <token>' header is required")
+
+
+def build_app(args: RankerArgs) -> Application:
+    """The Serve application for ``args`` (``serve run`` passes the config's ``args`` mapping, validated here)."""
+    # `serve run` hands over a RankerArgs (Serve validates the mapping against the annotation); Python callers may pass
+    # the mapping itself.
+    ranker_args = args if isinstance(args, RankerArgs) else RankerArgs.model_validate(args)
+    deployment = Ranker.options(
+        autoscaling_config=ranker_args.autoscaling.model_dump(),
+        max_ongoing_requests=ranker_args.max_ongoing_requests,
+        user_config=ranker_args.batching.model_dump(),
+        ray_actor_options={"num_cpus": ranker_args.num_cpus},
+    )
+    return deployment.bind(ranker_args.model_dump())
+
+
+def start_local(local: LocalServe) -> str:
+    """Start Serve on this machine's Ray (started here when needed) with ``local``'s application; returns its URL."""
+    serve.start(http_options={"host": local.host, "port": local.port})
+    serve.run(build_app(local.args), name=local.app_name, route_prefix=local.route_prefix)
+    return local.url

@@ -1,0 +1,76 @@
+"""The student as the endpoint uses it: loaded once per replica, scoring pairs, and telling which documents it cut.
+
+Scoring is ``disranker.models.loading.score_pairs_student`` (inference mode, length-sorted batches, the input order
+restored), so the endpoint's scores equal the ones evaluation computes for the same folder.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from disranker import lineage
+from disranker.models.loading import load_student, resolve_model_dir, score_pairs_student
+from disranker.models.text import student_document
+from disranker.serving.config import RankerArgs
+from disranker.serving.schemas import RequestError
+
+# A bare encoder (packaged:minilm) gets a freshly initialised head: a fixed seed gives every replica the same one,
+# so two replicas never rank the same request differently.
+HEAD_SEED = 0
+
+
+@dataclass
+class PairScorer:
+    model: Any
+    tokenizer: Any
+    model_id: str
+    lineage: dict | None
+    max_length: int
+    forward_batch_size: int
+    pair_specials: int = field(init=False)  # [CLS] q [SEP] d [SEP] → 3 for BERT
+
+    def __post_init__(self) -> None:
+        self.pair_specials = self.tokenizer.num_special_tokens_to_add(pair=True)
+
+    @classmethod
+    def load(cls, args: RankerArgs) -> PairScorer:
+        torch.set_num_threads(args.threads())
+        folder = resolve_model_dir(args.model)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(HEAD_SEED)
+            model, tokenizer = load_student(folder)
+        model.eval()
+        record = lineage.read_lineage(str(folder))
+        model_id = f"{record['stage']}:{record['id']}" if record else args.model
+        return cls(model, tokenizer, model_id, record, args.max_length, args.forward_batch_size)
+
+    def truncated(self, query: str, titles: Sequence[str], summaries: Sequence[str]) -> list[bool]:
+        """Which documents do not fit beside the query in ``max_length`` tokens (they are cut, the query never is).
+
+        Raises a 422 ``RequestError`` on ``query`` when the query alone leaves no room for a document."""
+        query_tokens = len(self.tokenizer(query, add_special_tokens=False)["input_ids"])
+        room = self.max_length - self.pair_specials - query_tokens
+        if room < 1:
+            raise RequestError(
+                422, "query", f"the query is {query_tokens} tokens; the model reads {self.max_length} per pair"
+            )
+        documents = [student_document(t, s) for t, s in zip(titles, summaries, strict=True)]
+        lengths = [len(ids) for ids in self.tokenizer(documents, add_special_tokens=False)["input_ids"]]
+        return [n > room for n in lengths]
+
+    def score(self, queries: Sequence[str], titles: Sequence[str], summaries: Sequence[str]) -> np.ndarray:
+        """Raw logits (float32), one per pair, in input order."""
+        return score_pairs_student(
+            self.model,
+            self.tokenizer,
+            queries,
+            titles,
+            summaries,
+            batch_size=self.forward_batch_size,
+            max_length=self.max_length,
+        )

@@ -1,0 +1,115 @@
+"""The teacher training config: one dataclass for both stages (``stage: cpt`` and ``stage: sft``).
+
+``load_config(TeacherConfig, "jobs/configs/teacher_sft.yaml", ["training.lr=1e-5"])`` builds it. The whole config
+travels to every Ray Train worker as a plain dict (``to_dict``) and is rebuilt there with ``from_dict``, so a worker
+never reads driver globals.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Literal
+
+from disranker.config import ConfigError
+from disranker.data import io
+from disranker.data.demo import DemoCorpusConfig
+from disranker.runtime import RunSection, ScalingSection
+from disranker.teacher.losses import RANK_LOSSES
+
+ZERO_PRESETS = ("zero1", "zero2", "zero3")
+
+
+@dataclass
+class ModelSection:
+    spec: str = "packaged:smollm2"  # HF folder, URI or "packaged:smollm2"; for SFT usually the CPT output folder
+    trust_remote_code: bool = False  # only for model repos whose code you have read
+    build_tiny: bool = False  # smoke runs: build a tiny random Llama at `spec` (a folder) when it is missing
+
+
+@dataclass
+class DataSection:
+    clicks: str = ""  # CPT input: clicks table (Parquet file or folder, local or URI)
+    train: str = ""  # SFT input: judgments used for training
+    dev: str = ""  # SFT input: judgments evaluated each epoch (PNR, NDCG@10) to keep the best model
+    max_examples: int | None = None  # keep only the first N clicks rows / train queries (smoke runs, fixed batches)
+    # When set, the demo corpus is built here if missing and empty paths above point into it (smoke runs).
+    demo: DemoCorpusConfig | None = None
+
+    def validate(self) -> None:
+        if self.max_examples is not None and self.max_examples < 1:
+            raise ConfigError("'data.max_examples' must be ≥ 1")
+
+
+@dataclass
+class TrainingSection:
+    lr: float = 2e-5  # peak learning rate (AdamW)
+    weight_decay: float = 0.0
+    epochs: int = 1
+    max_steps: int | None = None  # optimizer steps; when set it ends training before the epochs do
+    batch_size: int = 8  # per worker and micro-step: CPT examples, or SFT query groups
+    grad_accumulation: int = 1  # micro-steps per optimizer step
+    warmup_steps: int = 0  # linear warm-up from 0 to lr
+    schedule: Literal["linear", "cosine", "constant"] = "linear"  # decay after warm-up
+    max_grad_norm: float = 1.0  # gradient clipping (0 disables)
+    bf16: bool = False  # bfloat16 autocast / DeepSpeed bf16; GPU only
+    max_length: int = 256  # tokens per text (the teacher texts of models.text)
+    group_size: int = 8  # SFT: docs per query group (fewer when a query has fewer judged docs)
+    rank_loss: str = "hinge"  # SFT loss: hinge (the paper's), ranknet or listwise
+    margin: float = 1.0  # hinge margin in logit units
+    eval_batch_size: int = 32  # SFT: pairs per forward when scoring the dev split
+    select_metric: Literal["ndcg@10", "pnr"] = "ndcg@10"  # SFT: dev metric that picks the best epoch
+    seed: int = 0
+
+    def validate(self) -> None:
+        if self.rank_loss not in RANK_LOSSES:
+            raise ConfigError(f"'training.rank_loss' must be one of {', '.join(RANK_LOSSES)}, got {self.rank_loss!r}")
+        for key in ("epochs", "batch_size", "grad_accumulation", "group_size", "eval_batch_size"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"'training.{key}' must be ≥ 1")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ConfigError("'training.max_steps' must be ≥ 1")
+        if self.group_size < 2:
+            raise ConfigError("'training.group_size' must be ≥ 2: a rank loss compares docs of one query")
+
+
+@dataclass
+class DeepSpeedSection:
+    preset: Literal["zero1", "zero2", "zero3"] = "zero2"  # a JSON file in disranker/teacher/deepspeed/
+    config_file: str | None = None  # your own DeepSpeed JSON instead of the preset ("auto" values are filled too)
+    # ZeRO-3 keeps each parameter on one rank; the export gathers them into one 16-bit model on rank 0.
+
+
+@dataclass
+class TeacherConfig:
+    stage: Literal["cpt", "sft"] = "cpt"  # cpt: causal LM on clicks; sft: rank-loss scorer on judgments
+    output_dir: str = "outputs/demo/teacher/cpt"  # HF folder + disranker.json
+    model: ModelSection = field(default_factory=ModelSection)
+    data: DataSection = field(default_factory=DataSection)
+    training: TrainingSection = field(default_factory=TrainingSection)
+    scaling: ScalingSection = field(default_factory=ScalingSection)
+    run: RunSection = field(default_factory=RunSection)
+    deepspeed: DeepSpeedSection | None = None  # None: plain DDP
+    # Test hook: worker 0 raises after this optimizer step in an attempt that restored no checkpoint, so a test can
+    # watch Ray Train restart the workers and resume. Must exceed run.checkpoint_every_steps (else it fails again).
+    fail_once_at_step: int | None = None
+
+    def validate(self) -> None:
+        if self.training.bf16 and not self.scaling.use_gpu:
+            raise ConfigError("'training.bf16' needs 'scaling.use_gpu: true' (bf16 on CPU is slow and untested here)")
+        if self.data.demo is None:
+            needed = ("clicks",) if self.stage == "cpt" else ("train", "dev")
+            for key in needed:
+                if not getattr(self.data, key):
+                    raise ConfigError(f"'data.{key}' is required for stage {self.stage} (or set data.demo)")
+        if self.fail_once_at_step is not None and self.fail_once_at_step <= self.run.checkpoint_every_steps:
+            raise ConfigError("'fail_once_at_step' must exceed 'run.checkpoint_every_steps' so the resume skips it")
+
+
+def deepspeed_preset_text(section: DeepSpeedSection) -> str:
+    """The DeepSpeed JSON text the section selects (a packaged preset or the user's file)."""
+    if section.config_file:
+        fs, path = io.resolve(section.config_file)
+        with fs.open_input_stream(path) as src:
+            return src.read().decode()
+    return resources.files("disranker.teacher").joinpath("deepspeed", f"{section.preset}.json").read_text()

@@ -1,0 +1,152 @@
+"""Training examples for the teacher: CPT sequences from clicks and SFT query groups from judgments.
+
+CPT: one example per click, ``models.text.encode_cpt`` (prompt labels are -100, so only the clicked document's
+title + summary + EOS carry loss). SFT: one group per query and epoch, ``group_size`` judged docs drawn across the
+query's labels so every group holds ordered pairs; queries whose docs all share one label teach a rank loss nothing
+and are left out (counted in ``GroupStats``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import defaultdict
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import torch
+
+from disranker.data import demo, io
+from disranker.models.text import encode_cpt, encode_teacher
+from disranker.teacher.config import TeacherConfig
+
+
+def prepare_inputs(config: TeacherConfig) -> TeacherConfig:
+    """Build what a smoke config asks for (the demo corpus, a tiny teacher) and fill empty data paths from it."""
+    data = config.data
+    if data.demo is not None:
+        corpus = data.demo
+        if corpus.output_dir is None:
+            corpus = dataclasses.replace(corpus, output_dir=io.join(config.output_dir, "corpus"))
+        folder = demo.run(corpus)
+        data = dataclasses.replace(
+            data,
+            demo=corpus,
+            clicks=data.clicks or io.join(folder, "clicks.parquet"),
+            train=data.train or io.join(folder, "judgments", "train.parquet"),
+            dev=data.dev or io.join(folder, "judgments", "dev.parquet"),
+        )
+    if config.model.build_tiny and not io.exists(io.join(config.model.spec, "config.json")):
+        from disranker.models.loading import build_tiny_teacher
+
+        build_tiny_teacher(config.model.spec)
+    return dataclasses.replace(config, data=data)
+
+
+def shard(items: list, rank: int, world_size: int) -> list:
+    """Every ``world_size``-th item from ``rank``, cut so all ranks get the same count (DDP steps in lockstep)."""
+    usable = len(items) // world_size * world_size
+    if usable == 0:
+        raise ValueError(f"{len(items)} training examples cannot be split across {world_size} workers")
+    return items[rank:usable:world_size]
+
+
+def cpt_examples(clicks: pa.Table, tokenizer, max_length: int, max_examples: int | None = None) -> list[dict]:
+    rows = clicks.slice(0, max_examples).to_pylist() if max_examples else clicks.to_pylist()
+    return [encode_cpt(tokenizer, r["query"], r["title"], r["summary"], max_length=max_length) for r in rows]
+
+
+def collate_cpt(examples: list[dict], pad_token_id: int) -> dict[str, torch.Tensor]:
+    """Right-pad to the longest example: pad ids, attention 0, labels -100 (padding carries no loss)."""
+    width = max(len(e["input_ids"]) for e in examples)
+
+    def padded(key: str, fill: int) -> torch.Tensor:
+        return torch.tensor([e[key] + [fill] * (width - len(e[key])) for e in examples], dtype=torch.long)
+
+    return {
+        "input_ids": padded("input_ids", pad_token_id),
+        "attention_mask": padded("attention_mask", 0),
+        "labels": padded("labels", -100),
+    }
+
+
+@dataclass
+class QueryGroup:
+    query: str
+    titles: list[str]
+    summaries: list[str]
+    labels: list[int]
+
+
+@dataclass
+class GroupStats:
+    queries: int  # distinct queries in the table
+    groups: int  # queries with at least two different labels (the ones a rank loss can learn from)
+
+
+def query_groups(
+    judgments: pa.Table, group_size: int, seed: int, max_queries: int | None = None
+) -> tuple[list[QueryGroup], GroupStats]:
+    """One group per query (in first-seen order): up to ``group_size`` docs taken round-robin over its labels,
+    highest label first, each label's docs shuffled with ``seed`` (a new seed per epoch gives new negatives)."""
+    rng = np.random.default_rng(seed)
+    by_query: dict[str, list[dict]] = defaultdict(list)
+    for row in judgments.select(["query_id", "query", "title", "summary", "label"]).to_pylist():
+        by_query[row["query_id"]].append(row)
+    query_ids = list(by_query)[:max_queries] if max_queries else list(by_query)
+    groups = []
+    for query_id in query_ids:
+        rows = by_query[query_id]
+        by_label: dict[int, list[dict]] = defaultdict(list)
+        for row in rows:
+            by_label[row["label"]].append(row)
+        if len(by_label) < 2:
+            continue
+        buckets = [[docs[i] for i in rng.permutation(len(docs))] for _, docs in sorted(by_label.items(), reverse=True)]
+        picked: list[dict] = []
+        while len(picked) < min(group_size, len(rows)):
+            for bucket in buckets:
+                if bucket and len(picked) < group_size:
+                    picked.append(bucket.pop())
+        groups.append(
+            QueryGroup(
+                query=rows[0]["query"],
+                titles=[r["title"] for r in picked],
+                summaries=[r["summary"] for r in picked],
+                labels=[r["label"] for r in picked],
+            )
+        )
+    return groups, GroupStats(queries=len(query_ids), groups=len(groups))
+
+
+def collate_groups(groups: list[QueryGroup], tokenizer, max_length: int, group_size: int) -> dict[str, torch.Tensor]:
+    """Teacher texts of every doc, flattened and right-padded, plus ``[n_groups, group_size]`` labels and mask.
+
+    ``slots`` maps each text to its position in the flattened ``[n_groups * group_size]`` score grid; slots of a
+    group with fewer than ``group_size`` docs stay masked out."""
+    queries, titles, summaries, slots = [], [], [], []
+    labels = torch.zeros(len(groups), group_size, dtype=torch.long)
+    mask = torch.zeros(len(groups), group_size, dtype=torch.bool)
+    for g, group in enumerate(groups):
+        n = len(group.labels)
+        queries += [group.query] * n
+        titles += group.titles
+        summaries += group.summaries
+        slots += [g * group_size + i for i in range(n)]
+        labels[g, :n] = torch.tensor(group.labels)
+        mask[g, :n] = True
+    encoded = encode_teacher(tokenizer, queries, titles, summaries, max_length=max_length)
+    padded = tokenizer.pad({"input_ids": encoded["input_ids"]}, padding=True, padding_side="right", return_tensors="pt")
+    return {
+        "input_ids": padded["input_ids"],
+        "attention_mask": padded["attention_mask"],
+        "slots": torch.tensor(slots, dtype=torch.long),
+        "labels": labels,
+        "mask": mask,
+    }
+
+
+def scatter_scores(flat_scores: torch.Tensor, slots: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
+    """Place one score per text into its ``[n_groups, group_size]`` slot (masked slots hold 0)."""
+    grid = flat_scores.new_zeros(shape[0] * shape[1])
+    return grid.index_copy(0, slots, flat_scores).view(shape)

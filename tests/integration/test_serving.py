@@ -1,0 +1,232 @@
+"""The ranking endpoint on a local Ray, called over real HTTP on 127.0.0.1 (a port the OS picks).
+
+One tiny student for the module; its scores are computed directly too, so the endpoint's ranking is checked against
+known values. The replica-kill test runs last: it replaces the replica the others use.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+import requests
+
+from disranker.models.loading import build_tiny_student, load_student, score_pairs_student
+from disranker.serving.app import TOKEN_ENV, build_app
+from disranker.serving.config import RankerArgs
+
+pytestmark = pytest.mark.integration
+
+TOKEN = "test-token-5f2c"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+APP = "ranker"
+QUERY = "a small domesticated carnivore"
+DOCS = [
+    {"id": "cat", "title": "cat, true cat", "summary": "the cat sat on the mat; feline"},
+    {"id": "dog", "title": "dog, domestic dog", "summary": "the dog barked all night; canine"},
+    {"id": "stone", "title": "sandblast", "summary": "sandblast the stone wall; abrade, grind"},
+    {"id": "tree", "title": "tree", "summary": "a tall plant with a wood body " * 8},  # over max_length: cut
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def api_token(monkeypatch_module):
+    """Set before Ray starts, so the replicas (children of this Ray) see it."""
+    monkeypatch_module.setenv(TOKEN_ENV, TOKEN)
+
+
+@pytest.fixture(scope="module")
+def student_dir(tmp_path_factory):
+    return build_tiny_student(tmp_path_factory.mktemp("student"))
+
+
+@pytest.fixture(scope="module")
+def ranker_args(student_dir) -> RankerArgs:
+    return RankerArgs.model_validate(
+        {
+            "model": student_dir,
+            "max_length": 64,
+            "max_documents": 8,
+            "max_body_bytes": 4096,
+            "num_cpus": 0.5,
+            "torch_threads": 1,
+            # A long upscale delay keeps one replica, so /info's counters cover every request of the batching test.
+            "autoscaling": {"min_replicas": 1, "max_replicas": 2, "target_ongoing_requests": 3, "upscale_delay_s": 600},
+            "batching": {"max_batch_size": 64, "batch_wait_timeout_s": 0.25},
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def base_url(api_token, ray_start_2_cpus, ranker_args):
+    from ray import serve
+
+    port = _free_port()
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    serve.run(build_app(ranker_args), name=APP, route_prefix="/")
+    yield f"http://127.0.0.1:{port}"
+    serve.shutdown()
+
+
+def _rank(base_url: str, payload, headers=AUTH) -> requests.Response:
+    body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    return requests.post(
+        f"{base_url}/rank", data=body, headers={**headers, "Content-Type": "application/json"}, timeout=60
+    )
+
+
+def _info(base_url: str) -> dict:
+    response = requests.get(f"{base_url}/info", headers=AUTH, timeout=30)
+    response.raise_for_status()
+    return response.json()
+
+
+def _deployment_details() -> dict:
+    from ray.serve.context import _get_global_client
+
+    return _get_global_client().get_serve_details()["applications"][APP]["deployments"]["Ranker"]
+
+
+def test_ranking_matches_direct_scores(base_url, student_dir):
+    response = _rank(base_url, {"query": QUERY, "documents": DOCS})
+    assert response.status_code == 200, response.text
+    body = response.json()
+
+    model, tokenizer = load_student(student_dir)
+    expected = score_pairs_student(
+        model, tokenizer, [QUERY] * len(DOCS), [d["title"] for d in DOCS], [d["summary"] for d in DOCS], max_length=64
+    )
+    expected_order = [DOCS[i]["id"] for i in np.argsort(-expected, kind="stable")]
+    assert [r["id"] for r in body["results"]] == expected_order
+    assert [r["rank"] for r in body["results"]] == [1, 2, 3, 4]
+    by_id = {r["id"]: r["score"] for r in body["results"]}
+    np.testing.assert_allclose([by_id[d["id"]] for d in DOCS], expected, rtol=1e-5, atol=1e-6)
+    assert {r["id"]: r["truncated"] for r in body["results"]} == {
+        "cat": False,
+        "dog": False,
+        "stone": False,
+        "tree": True,
+    }
+    assert body["truncated_documents"] == 1 and body["max_length"] == 64
+
+    top = _rank(base_url, {"query": QUERY, "documents": DOCS, "top_k": 2}).json()
+    assert [r["id"] for r in top["results"]] == expected_order[:2]
+
+
+@pytest.mark.parametrize(
+    ("payload", "status", "field"),
+    [
+        (b"{not json", 400, "body"),
+        ({"query": "   ", "documents": DOCS}, 422, "query"),
+        ({"query": QUERY, "documents": []}, 422, "documents"),
+        ({"query": QUERY, "documents": [{**DOCS[0], "id": f"d{i}"} for i in range(9)]}, 422, "documents"),
+        ({"query": 7, "documents": DOCS}, 422, "query"),
+        ({"query": QUERY, "documents": [DOCS[0], {**DOCS[1], "title": ["dog"]}]}, 422, "documents[1].title"),
+        ({"query": QUERY, "documents": [{"title": "cat", "summary": "feline"}]}, 422, "documents[0].id"),
+        ({"query": QUERY, "documents": DOCS, "top_k": 0}, 422, "top_k"),
+        ({"query": QUERY, "documents": [{**DOCS[0], "summary": "x" * 5000}]}, 413, "body"),
+    ],
+)
+def test_bad_input_is_refused_and_the_next_request_succeeds(base_url, payload, status, field):
+    response = _rank(base_url, payload)
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert error["field"] == field and error["message"]
+    assert _rank(base_url, {"query": QUERY, "documents": DOCS[:2]}).status_code == 200
+
+
+def test_token_is_required_when_set(base_url):
+    payload = {"query": QUERY, "documents": DOCS[:2]}
+    assert _rank(base_url, payload, headers={}).status_code == 401
+    wrong = _rank(base_url, payload, headers={"Authorization": "Bearer nope"})
+    assert wrong.status_code == 401 and wrong.json()["error"]["field"] == "Authorization"
+    assert requests.get(f"{base_url}/info", timeout=30).status_code == 401
+    assert requests.get(f"{base_url}/healthz", timeout=30).json() == {"status": "ok"}  # probes need no token
+    assert _rank(base_url, payload).status_code == 200
+
+
+def test_concurrent_requests_share_model_calls(base_url):
+    before = _info(base_url)["counters"]
+    n_requests = 8
+    with ThreadPoolExecutor(n_requests) as pool:
+        responses = list(
+            pool.map(lambda _: _rank(base_url, {"query": QUERY, "documents": DOCS[:3]}), range(n_requests))
+        )
+    assert all(r.status_code == 200 for r in responses)
+    after = _info(base_url)["counters"]
+    assert after["requests"] - before["requests"] == n_requests
+    assert after["pairs"] - before["pairs"] == 3 * n_requests
+    assert after["batches"] - before["batches"] < n_requests
+
+
+def test_deployment_settings_follow_the_config(base_url, ranker_args):
+    config = _deployment_details()["deployment_config"]
+    autoscaling = config["autoscaling_config"]
+    for key, value in ranker_args.autoscaling.model_dump().items():
+        assert autoscaling[key] == value, key
+    assert config["max_ongoing_requests"] == ranker_args.max_ongoing_requests
+    assert config["user_config"] == ranker_args.batching.model_dump()
+
+
+def test_batching_knobs_change_without_a_restart(base_url):
+    """`serve deploy` with a new user_config calls reconfigure() on the running replicas; here it is called directly
+    (serve.run gives every run a new code version, which replaces replicas instead)."""
+    from ray import serve
+
+    replica = _info(base_url)["replica"]
+    knobs = {"max_batch_size": 16, "batch_wait_timeout_s": 0.05}
+    serve.get_app_handle(APP).reconfigure.remote(knobs).result(timeout_s=60)
+    info = _info(base_url)
+    assert info["batching"] == knobs and info["replica"] == replica
+    assert _rank(base_url, {"query": QUERY, "documents": DOCS}).status_code == 200
+
+
+def test_killed_replica_is_replaced(base_url):
+    import ray
+
+    killed = _info(base_url)["replica"]
+    (replica,) = [r for r in _deployment_details()["replicas"] if r["state"] == "RUNNING"]
+    statuses: list[int] = []
+    stop = threading.Event()
+
+    def stream() -> None:  # requests in flight while the replica dies; failures here are expected and counted
+        for _ in range(200):
+            if stop.is_set():
+                return
+            try:
+                statuses.append(_rank(base_url, {"query": QUERY, "documents": DOCS[:2]}).status_code)
+            except requests.RequestException:
+                statuses.append(-1)
+
+    sender = threading.Thread(target=stream)
+    sender.start()
+    time.sleep(0.5)
+    ray.kill(ray.get_actor(replica["actor_name"], namespace="serve"), no_restart=True)
+
+    new_replica = None
+    for _ in range(90):  # the controller notices the death and starts a replacement (seconds here)
+        time.sleep(1)
+        try:
+            response = requests.get(f"{base_url}/info", headers=AUTH, timeout=10)
+        except requests.RequestException:
+            continue
+        if response.status_code == 200 and response.json()["replica"] != killed:
+            new_replica = response.json()["replica"]
+            break
+    stop.set()
+    sender.join(timeout=120)
+    assert new_replica is not None, "no replacement replica answered within 90 s"
+    assert statuses and statuses[0] == 200
+    for _ in range(3):
+        assert _rank(base_url, {"query": QUERY, "documents": DOCS}).status_code == 200

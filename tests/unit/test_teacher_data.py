@@ -1,0 +1,124 @@
+"""Teacher training inputs: CPT label masking, SFT query groups, the config's checks and DeepSpeed "auto" values."""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow as pa
+import pytest
+import torch
+
+from disranker.config import ConfigError, load_config
+from disranker.models.loading import build_tiny_teacher, load_teacher_lm
+from disranker.models.text import cpt_prompt
+from disranker.teacher import data
+from disranker.teacher.backends import fill_auto
+from disranker.teacher.config import DeepSpeedSection, TeacherConfig, deepspeed_preset_text
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return load_teacher_lm(build_tiny_teacher(tmp_path_factory.mktemp("teacher") / "tiny"))
+
+
+def judgments(rows: list[tuple[str, str, int]]) -> pa.Table:
+    return pa.table(
+        {
+            "query_id": [q for q, _, _ in rows],
+            "query": [f"question {q}" for q, _, _ in rows],
+            "doc_id": [d for _, d, _ in rows],
+            "title": [f"title {d}" for _, d, _ in rows],
+            "summary": [f"summary of {d}" for _, d, _ in rows],
+            "label": pa.array([label for _, _, label in rows], pa.int8()),
+        }
+    )
+
+
+def test_cpt_examples_put_loss_on_the_target_only(tiny):
+    model, tokenizer = tiny
+    clicks = judgments([("q1", "d1", 4), ("q2", "d2", 4)]).drop(["label"])
+    examples = data.cpt_examples(clicks, tokenizer, max_length=64)
+    prompt_len = len(tokenizer(cpt_prompt("question q1"))["input_ids"])
+    first = examples[0]
+    assert first["labels"][:prompt_len] == [-100] * prompt_len
+    assert first["labels"][prompt_len:] == first["input_ids"][prompt_len:]
+    assert first["labels"][-1] == tokenizer.eos_token_id
+
+    batch = data.collate_cpt(examples, tokenizer.pad_token_id)
+    width = max(len(e["input_ids"]) for e in examples)
+    assert batch["input_ids"].shape == batch["labels"].shape == (2, width)
+    n_target = sum(len(e["input_ids"]) for e in examples) - 2 * prompt_len
+    assert int((batch["labels"] != -100).sum()) == n_target  # padding and prompts carry no loss
+    assert batch["attention_mask"].sum().item() == sum(len(e["input_ids"]) for e in examples)
+    loss = model(**batch).loss
+    assert torch.isfinite(loss)
+
+
+def test_query_groups_mix_labels_and_skip_single_label_queries():
+    rows = [("q1", f"a{i}", 0) for i in range(6)] + [("q1", "a-pos", 4), ("q1", "a-mid", 2)]
+    rows += [("q2", "b1", 1), ("q2", "b2", 1)]  # one label only: no ordered pair
+    groups, stats = data.query_groups(judgments(rows), group_size=4, seed=0)
+    assert (stats.queries, stats.groups) == (2, 1)
+    (group,) = groups
+    assert sorted(group.labels) == [0, 0, 2, 4]  # round-robin over labels takes each label before repeating one
+    assert group.query == "question q1"
+
+
+def test_collate_groups_scatters_scores_into_masked_slots(tiny):
+    _, tokenizer = tiny
+    rows = [("q1", "d1", 4), ("q1", "d2", 0), ("q1", "d3", 1), ("q2", "e1", 3), ("q2", "e2", 0)]
+    groups, _ = data.query_groups(judgments(rows), group_size=3, seed=0)
+    batch = data.collate_groups(groups, tokenizer, max_length=64, group_size=3)
+    assert batch["input_ids"].shape[0] == 5
+    assert batch["mask"].tolist() == [[True, True, True], [True, True, False]]
+    scores = data.scatter_scores(torch.arange(1.0, 6.0), batch["slots"], (2, 3))
+    assert scores.tolist() == [[1.0, 2.0, 3.0], [4.0, 5.0, 0.0]]
+    lengths = batch["attention_mask"].sum(dim=1) - 1
+    assert (batch["input_ids"][torch.arange(5), lengths] == tokenizer.eos_token_id).all()  # EOS is the last real token
+
+
+def test_shard_gives_every_rank_the_same_count():
+    assert data.shard(list(range(7)), 0, 2) == [0, 2, 4]
+    assert data.shard(list(range(7)), 1, 2) == [1, 3, 5]
+    with pytest.raises(ValueError, match="cannot be split across 2 workers"):
+        data.shard([1], 0, 2)
+
+
+def test_config_checks_inputs_bf16_and_failure_hook():
+    with pytest.raises(ConfigError, match="'data.clicks' is required for stage cpt"):
+        load_config(TeacherConfig, None, ["stage=cpt"])
+    with pytest.raises(ConfigError, match="'data.train' is required for stage sft"):
+        load_config(TeacherConfig, None, ["stage=sft"])
+    with pytest.raises(ConfigError, match="bf16"):
+        load_config(TeacherConfig, None, ["data.clicks=c.parquet", "training.bf16=true"])
+    with pytest.raises(ConfigError, match="fail_once_at_step"):
+        load_config(TeacherConfig, None, ["data.clicks=c", "run.checkpoint_every_steps=3", "fail_once_at_step=3"])
+    with pytest.raises(ConfigError, match="rank_loss"):
+        load_config(TeacherConfig, None, ["data.clicks=c", "training.rank_loss=lambdarank"])
+
+
+@pytest.mark.parametrize("preset", ["zero1", "zero2", "zero3"])
+def test_deepspeed_presets_fill_every_auto_value(tiny, preset):
+    model, _ = tiny
+    config = load_config(
+        TeacherConfig, None, ["data.clicks=c", "training.batch_size=4", "training.grad_accumulation=2"]
+    )
+    filled = fill_auto(json.loads(deepspeed_preset_text(DeepSpeedSection(preset=preset))), config, model, 2)
+    assert "auto" not in json.dumps(filled)
+    assert (filled["train_batch_size"], filled["train_micro_batch_size_per_gpu"]) == (16, 4)
+    assert filled["zero_optimization"]["stage"] == int(preset[-1])
+    assert filled["bf16"]["enabled"] is False
+
+
+@pytest.mark.parametrize("name", ["teacher_cpt", "teacher_cpt_smoke", "teacher_sft", "teacher_sft_smoke"])
+def test_shipped_teacher_configs_load(name):
+    config = load_config(TeacherConfig, f"jobs/configs/{name}.yaml")
+    assert config.stage == name.split("_")[1]
+    assert config.deepspeed is None and config.scaling.num_workers == 2
+
+
+def test_train_teacher_job_rejects_unknown_override():
+    import jobs.train_teacher
+
+    with pytest.raises(ConfigError, match="unknown key 'training.nope'"):
+        jobs.train_teacher.main(["--config", "jobs/configs/teacher_cpt_smoke.yaml", "training.nope=1"])
