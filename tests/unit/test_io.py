@@ -24,6 +24,7 @@ def test_a_folder_of_shards_reads_in_name_order(tmp_path):
     io.write_table(table(2, start=2), tmp_path / "labels/shard-0001.parquet")
     io.write_table(table(2, start=0), tmp_path / "labels/shard-0000.parquet")
     (tmp_path / "labels/_SUCCESS").write_text("")  # non-parquet files in the folder are not shards
+    io.write_table(table(5), tmp_path / "labels/.tmp-crashed.parquet")  # a write that never got renamed
     assert io.read_table(tmp_path / "labels")["query_id"].to_pylist() == ["q0", "q1", "q2", "q3"]
 
 

@@ -36,7 +36,8 @@ def join(uri: str | Path, *parts: str) -> str:
 
 
 def read_table(uri: str | Path, columns: list[str] | None = None) -> pa.Table:
-    """One Parquet file, or every ``*.parquet`` shard under a folder (in name order)."""
+    """One Parquet file, or every ``*.parquet`` shard under a folder (in name order), skipping hidden and temporary
+    files (names starting with ``.`` or ``_``), which are half-written or bookkeeping."""
     fs, path = resolve(uri)
     info = fs.get_file_info(path)
     if info.type == pafs.FileType.NotFound:
@@ -46,11 +47,16 @@ def read_table(uri: str | Path, columns: list[str] | None = None) -> pa.Table:
     shards = sorted(
         f.path
         for f in fs.get_file_info(pafs.FileSelector(path, recursive=True))
-        if f.type == pafs.FileType.File and f.path.endswith(".parquet")
+        if f.type == pafs.FileType.File and f.path.endswith(".parquet") and not _hidden(f.path[len(path) :])
     )
     if not shards:
         raise FileNotFoundError(f"{uri} is a folder with no .parquet files")
     return pads.dataset(shards, filesystem=fs, format="parquet").to_table(columns=columns)
+
+
+def _hidden(relative: str) -> bool:
+    """Temporary (``.tmp-*``) and bookkeeping (``_SUCCESS``-style) files are not shards, at any depth."""
+    return any(part.startswith((".", "_")) for part in relative.split("/") if part)
 
 
 def write_table(table: pa.Table, uri: str | Path) -> str:

@@ -1,0 +1,165 @@
+"""Teacher scorer backends: callable classes that Ray Data runs on an actor pool (``map_batches(cls, concurrency=n)``).
+
+Both read the same token ids (``disranker.models.text.encode_teacher``) and return the raw logit of the 1-logit head,
+so their scores agree (tests/integration/test_labeling_vllm.py checks ≤ 1e-3 relative):
+
+| backend        | engine                                   | batching                                      |
+|----------------|------------------------------------------|-----------------------------------------------|
+| ``transformers`` | ``*ForSequenceClassification`` in torch | ``score_pairs_teacher``: length-sorted batches |
+| ``vllm``         | ``vllm.LLM(runner="pooling")``, classify | vLLM's scheduler; activation turned off        |
+
+A call gets the flow columns of ``labeling.shards`` and returns them with ``teacher_score`` added. Rows already
+rejected are passed through unscored. If the teacher raises on a call, its rows are scored one by one so that only
+the rows it fails on are rejected (with the error as reason) and the job goes on; a non-finite score is rejected too.
+
+Test hook: with ``DISRANKER_TEST_CRASH_ONCE=<path>`` in the driver's environment (the pipeline forwards it to the
+actors), the first actor to finish a call creates ``<path>`` and kills its own process before returning, as an
+out-of-memory kill would. Ray restarts the actor (``scoring.max_restarts``) and retries the lost call on it
+(``scoring.max_task_retries``), so the run must still end with every row exactly once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from disranker.data import schemas
+
+CRASH_ONCE_ENV = "DISRANKER_TEST_CRASH_ONCE"
+
+
+class TeacherScorer(ABC):
+    """The shared part of every backend: pick the rows to score, isolate failures, add ``teacher_score``."""
+
+    def __init__(self, teacher: dict, scoring: dict, use_gpu: bool) -> None:
+        self.teacher, self.scoring, self.use_gpu = teacher, scoring, use_gpu
+
+    @abstractmethod
+    def score(self, queries: Sequence[str], titles: Sequence[str], summaries: Sequence[str]) -> np.ndarray:
+        """Raw logits (float32) of the pairs, in input order."""
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        todo = np.flatnonzero(pc.is_null(batch["_reason"]).to_numpy(zero_copy_only=False))
+        texts = [batch[name].take(todo).to_pylist() for name in ("query", "title", "summary")]
+        scores, errors = self._score_or_isolate(*texts)
+        teacher_score = np.full(batch.num_rows, np.nan, dtype=np.float32)
+        teacher_score[todo] = scores
+        reasons = batch["_reason"].to_pylist()
+        records = batch["_record"].to_pylist()
+        for position, error in errors.items():
+            row = int(todo[position])
+            reasons[row] = error
+            records[row] = json.dumps({name: batch[name][row].as_py() for name in schemas.POOL.names})
+        _crash_once_if_asked()
+        return (
+            batch.set_column(batch.schema.get_field_index("_reason"), "_reason", pa.array(reasons, pa.string()))
+            .set_column(batch.schema.get_field_index("_record"), "_record", pa.array(records, pa.string()))
+            .append_column("teacher_score", pa.array(teacher_score, pa.float32()))
+        )
+
+    def _score_or_isolate(self, queries, titles, summaries) -> tuple[np.ndarray, dict[int, str]]:
+        """Scores of all rows, and position → reason for the rows that could not be scored."""
+        try:
+            scores = np.asarray(self.score(queries, titles, summaries), dtype=np.float32)
+        except Exception:  # one bad row must not fail its neighbours: retry row by row to find it
+            scores = np.full(len(queries), np.nan, dtype=np.float32)
+            errors = {}
+            for i in range(len(queries)):
+                try:
+                    scores[i] = self.score([queries[i]], [titles[i]], [summaries[i]])[0]
+                except Exception as exc:
+                    errors[i] = f"teacher failed: {type(exc).__name__}: {exc}"
+        else:
+            errors = {}
+        for i in np.flatnonzero(~np.isfinite(scores)).tolist():
+            errors.setdefault(i, f"teacher_score: {scores[i]} is not finite")
+        return scores, errors
+
+
+def _crash_once_if_asked() -> None:
+    marker = os.environ.get(CRASH_ONCE_ENV)
+    if not marker:
+        return
+    try:
+        os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))  # only the first caller anywhere gets here
+    except FileExistsError:
+        return
+    os._exit(1)
+
+
+class TransformersScorer(TeacherScorer):
+    """The teacher in torch: ``torch_threads`` intra-op threads, bfloat16 on GPU unless ``teacher.dtype`` says else."""
+
+    def __init__(self, teacher: dict, scoring: dict, use_gpu: bool) -> None:
+        import torch
+
+        from disranker.models.loading import load_teacher_scorer
+
+        super().__init__(teacher, scoring, use_gpu)
+        torch.set_num_threads(scoring["torch_threads"])
+        device = "cuda" if use_gpu and torch.cuda.is_available() else "cpu"
+        dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}.get(
+            teacher["dtype"], torch.bfloat16 if device == "cuda" else torch.float32
+        )
+        self.model, self.tokenizer = load_teacher_scorer(teacher["spec"])
+        self.model.to(device=device, dtype=dtype).eval()
+
+    def score(self, queries, titles, summaries) -> np.ndarray:
+        from disranker.models.loading import score_pairs_teacher
+
+        return score_pairs_teacher(
+            self.model,
+            self.tokenizer,
+            queries,
+            titles,
+            summaries,
+            batch_size=self.teacher["batch_size"],
+            max_length=self.teacher["max_length"],
+        )
+
+
+class VllmScorer(TeacherScorer):
+    """The teacher in vLLM's pooling runner, asked for raw logits (its classify task applies a sigmoid by default).
+
+    The engine runs inside the actor's own process (``VLLM_ENABLE_V1_MULTIPROCESSING=0``): an actor is already a
+    separate process, and a spawned engine would need the caller's ``if __name__ == "__main__"`` guard."""
+
+    def __init__(self, teacher: dict, scoring: dict, use_gpu: bool) -> None:
+        os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+        from transformers import AutoTokenizer
+        from vllm import LLM, PoolingParams
+
+        from disranker.models.loading import resolve_model_dir
+
+        super().__init__(teacher, scoring, use_gpu)
+        folder = str(resolve_model_dir(teacher["spec"]))
+        self.tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+        dtype = teacher["dtype"] if teacher["dtype"] != "auto" else ("bfloat16" if use_gpu else "float32")
+        self.llm = LLM(
+            model=folder,
+            runner="pooling",
+            dtype=dtype,
+            max_model_len=teacher["max_length"],
+            enforce_eager=scoring["vllm_enforce_eager"],
+            gpu_memory_utilization=scoring["vllm_memory_fraction"],
+        )
+        self.params = PoolingParams(use_activation=False)
+
+    def score(self, queries, titles, summaries) -> np.ndarray:
+        from vllm.inputs import TokensPrompt
+
+        from disranker.models.text import encode_teacher
+
+        ids = encode_teacher(self.tokenizer, queries, titles, summaries, max_length=self.teacher["max_length"])
+        prompts = [TokensPrompt(prompt_token_ids=row) for row in ids["input_ids"]]
+        outputs = self.llm.classify(prompts, pooling_params=self.params, use_tqdm=False)
+        return np.array([output.outputs.probs[0] for output in outputs], dtype=np.float32)
+
+
+BACKENDS: dict[str, type[TeacherScorer]] = {"transformers": TransformersScorer, "vllm": VllmScorer}

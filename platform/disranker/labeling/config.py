@@ -1,0 +1,75 @@
+"""The labeling stage's config: which pool, which teacher, which scorer backend, and how many actors.
+
+Loaded with ``disranker.config.load_config(LabelConfig, "jobs/configs/label_pool.yaml", overrides)``. On this 2-core
+machine keep ``scaling.num_workers * scaling.cpus_per_worker`` below the CPUs Ray has: Ray Data's read tasks need a
+free CPU, and two 1-CPU actors on 2 CPUs hang the pipeline forever (PITFALLS.md), hence the 0.5 default.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from disranker.config import ConfigError
+from disranker.models.text import TEACHER_MAX_LENGTH
+from disranker.runtime import ScalingSection
+
+
+@dataclass
+class TeacherSection:
+    spec: str = "packaged:smollm2"  # HF *ForSequenceClassification(num_labels=1) folder, URI, or packaged:<name>
+    id: str | None = None  # written to the `teacher` column; None: the folder's disranker.json id, else the spec
+    max_length: int = TEACHER_MAX_LENGTH  # tokens per pair, EOS included (the summary is cut first)
+    batch_size: int = 32  # pairs per forward pass, after sorting a call's rows by length
+    dtype: Literal["auto", "float32", "bfloat16"] = "auto"  # auto: bfloat16 on GPU, float32 on CPU
+
+
+@dataclass
+class ScoringSection:
+    backend: Literal["transformers", "vllm"] = "transformers"
+    rows_per_call: int = 256  # rows an actor receives per call; sorting happens inside a call, so > batch_size
+    torch_threads: int = 1  # intra-op threads per actor (torch.set_num_threads); about cpus_per_worker rounded up
+    max_restarts: int = 3  # times Ray restarts a dead scoring actor
+    max_task_retries: int = 3  # times a call lost with its actor is retried on the restarted one
+    vllm_memory_fraction: float = 0.1  # vLLM gpu_memory_utilization; on CPU the fraction of RAM it reserves
+    vllm_enforce_eager: bool = True  # no CUDA graphs / torch.compile: starts faster, needed on CPU
+
+    def validate(self) -> None:
+        if self.rows_per_call < 1 or self.torch_threads < 1:
+            raise ConfigError("'scoring.rows_per_call' and 'scoring.torch_threads' must be ≥ 1")
+        if self.max_restarts < 0 or self.max_task_retries < 0:
+            raise ConfigError("'scoring.max_restarts' and 'scoring.max_task_retries' must be ≥ 0")
+        if not 0 < self.vllm_memory_fraction <= 1:
+            raise ConfigError("'scoring.vllm_memory_fraction' must be in (0, 1]")
+
+
+def _default_scaling() -> ScalingSection:
+    return ScalingSection(num_workers=2, cpus_per_worker=0.5)
+
+
+@dataclass
+class LabelConfig:
+    pool: str = "outputs/demo/corpus/pool.parquet"  # pool table: one Parquet file or a folder of them (path or URI)
+    output_dir: str = "outputs/demo/labels"  # labels/, rejected/ shards and disranker.json (path or URI)
+    rows_per_shard: int = 2000  # rows per output shard: the unit that is written atomically and skipped on rerun
+    build_missing_inputs: bool = False  # smoke runs: build the tiny demo pool and a tiny teacher when absent
+    teacher: TeacherSection = field(default_factory=TeacherSection)
+    scoring: ScoringSection = field(default_factory=ScoringSection)
+    # num_workers = scoring actors. A `scaling:` section in YAML starts from ScalingSection's own defaults
+    # (cpus_per_worker 1.0), so set cpus_per_worker there too.
+    scaling: ScalingSection = field(default_factory=_default_scaling)
+
+    def validate(self) -> None:
+        if self.rows_per_shard < 1:
+            raise ConfigError("'rows_per_shard' must be ≥ 1")
+        if self.teacher.batch_size < 1 or self.teacher.max_length < 8:
+            raise ConfigError("'teacher.batch_size' must be ≥ 1 and 'teacher.max_length' ≥ 8")
+
+    def shard_relevant(self) -> dict:
+        """What decides a shard's contents; shards written under other values are not reused (scaling is not)."""
+        return {
+            "pool": self.pool,
+            "rows_per_shard": self.rows_per_shard,
+            "teacher": {k: getattr(self.teacher, k) for k in ("spec", "id", "max_length", "dtype")},
+            "backend": self.scoring.backend,
+        }

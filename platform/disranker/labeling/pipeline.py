@@ -1,0 +1,184 @@
+"""``run(config)``: label a pool with the teacher on Ray Data, exactly once and resumably.
+
+    shard plan ─► from_items ─► read + validate (tasks) ─► score (actor pool, backend) ─► driver: assemble ─► write
+
+Why the driver writes: a shard must be written whole to be skipped safely on rerun, but a GPU ``map_batches`` needs an
+integer batch size, so Ray Data's blocks do not line up with shards (and ``write_parquet`` names files with random
+ids). The driver streams the scored rows (``iter_batches``, with Ray Data's backpressure and progress bars), puts
+each shard together as its last row arrives, and writes it atomically (``labeling.shards``). The rows are small next
+to the teacher's work, so the driver is not the bottleneck.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import os
+import time
+
+from disranker import lineage
+from disranker.config import ConfigError, to_dict
+from disranker.data import io
+from disranker.labeling import shards as shard_plan
+from disranker.labeling.backends import BACKENDS, CRASH_ONCE_ENV
+from disranker.labeling.config import LabelConfig
+from disranker.labeling.smoke import build_missing_inputs
+from disranker.runtime import ensure_ray
+
+logger = logging.getLogger(__name__)
+
+STAGE = "labeling"
+PLAN_FILE = "plan.json"
+READ_CPUS = 0.25  # a read + validate task; actors must leave at least this much CPU free (PITFALLS: Ray Data hangs)
+
+
+def run(config: LabelConfig) -> str:
+    """Label every pool row not yet in a complete shard; returns ``config.output_dir``."""
+    if config.build_missing_inputs:
+        build_missing_inputs(config.pool, config.teacher.spec)
+    _check_teacher_head(config.teacher.spec)
+    teacher_id = teacher_identity(config.teacher.spec, config.teacher.id)
+    shards = shard_plan.plan_shards(config.pool, config.rows_per_shard)
+    fingerprint = hashlib.sha256(repr([(s.name, s.num_rows) for s in shards]).encode()).hexdigest()[:16]
+    parents = [record["id"] for record in (_lineage_of(config.pool), _lineage_of(config.teacher.spec)) if record]
+    expected = lineage.lineage_id(STAGE, to_dict(config), parents, fingerprint)
+    if lineage.is_complete(config.output_dir, expected):
+        return config.output_dir
+    _claim_output(config, fingerprint)
+
+    shard_plan.remove_partial_files(config.output_dir)  # one driver per output_dir: no write is in flight now
+    done = shard_plan.complete_shards(config.output_dir)
+    pending = [shard for shard in shards if shard.name not in done]
+    started = time.perf_counter()
+    if pending:
+        _label(pending, config, teacher_id)
+    wall = time.perf_counter() - started
+
+    counts = shard_plan.count_rows(config.output_dir, {shard.name for shard in shards})
+    rows_in = sum(shard.num_rows for shard in shards)
+    if counts["labeled"] + counts["rejected"] != rows_in:
+        raise RuntimeError(f"{config.output_dir}: {counts} do not add up to the pool's {rows_in} rows")
+    scored_now = sum(shard.num_rows for shard in pending)
+    metrics = {
+        "rows_in": rows_in,
+        **counts,
+        "teacher": teacher_id,
+        "shards": len(shards),
+        "shards_written": len(pending),
+        "shards_skipped": len(shards) - len(pending),
+        "wall_s": round(wall, 3),
+        "pairs_per_s": round(scored_now / wall, 2) if wall > 0 and scored_now else 0.0,
+    }
+    metrics["summary"] = summary_line(metrics)
+    lineage.write_lineage(
+        config.output_dir, STAGE, to_dict(config), parents=parents, fingerprint=fingerprint, metrics=metrics
+    )
+    logger.info(metrics["summary"])
+    return config.output_dir
+
+
+def summary_line(metrics: dict) -> str:
+    """The one line a run ends with (also in ``disranker.json`` under ``metrics.summary``)."""
+    return (
+        f"labeling: {metrics['rows_in']} rows in, {metrics['labeled']} labeled, {metrics['rejected']} rejected; "
+        f"{metrics['shards_written']} shards written, {metrics['shards_skipped']} skipped; "
+        f"{metrics['pairs_per_s']} pairs/s, {metrics['wall_s']} s wall"
+    )
+
+
+def _label(pending: list[shard_plan.Shard], config: LabelConfig, teacher_id: str) -> None:
+    import ray
+
+    scaling = config.scaling
+    ensure_ray(scaling.address)
+    _check_free_cpu(config)
+    # Ray Data marks these remote args deprecated but has no named parameter for them yet (its default is -1: forever).
+    remote_args = {"max_restarts": config.scoring.max_restarts, "max_task_retries": config.scoring.max_task_retries}
+    if scaling.resources_per_worker:
+        remote_args["resources"] = scaling.resources_per_worker
+    if os.environ.get(CRASH_ONCE_ENV):  # the test hook of labeling.backends, forwarded to the actors
+        remote_args["runtime_env"] = {"env_vars": {CRASH_ONCE_ENV: os.environ[CRASH_ONCE_ENV]}}
+    gpus = (1.0 if scaling.gpus_per_worker is None else scaling.gpus_per_worker) if scaling.use_gpu else None
+
+    items = [{"shard": shard.to_json()} for shard in pending]
+    dataset = ray.data.from_items(items, override_num_blocks=len(items))
+    dataset = dataset.map_batches(_read_shards, batch_size=1, batch_format="pyarrow", num_cpus=READ_CPUS)
+    dataset = dataset.map_batches(
+        BACKENDS[config.scoring.backend],
+        fn_constructor_kwargs={
+            "teacher": dataclasses.asdict(config.teacher),
+            "scoring": dataclasses.asdict(config.scoring),
+            "use_gpu": scaling.use_gpu,
+        },
+        batch_size=config.scoring.rows_per_call,
+        batch_format="pyarrow",
+        concurrency=scaling.num_workers,
+        num_cpus=scaling.cpus_per_worker,
+        num_gpus=gpus,
+        **remote_args,
+    )
+    assembler = shard_plan.ShardAssembler(pending)
+    for batch in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
+        for name, rows in assembler.add(batch):
+            shard_plan.write_shard(config.output_dir, name, rows, teacher_id)
+
+
+def _read_shards(batch):
+    import pyarrow as pa
+
+    return pa.concat_tables([shard_plan.read_shard(text) for text in batch["shard"].to_pylist()])
+
+
+def _check_free_cpu(config: LabelConfig) -> None:
+    """Fail fast where the pipeline would hang: CPU actors holding every CPU leave none for the read tasks."""
+    import ray
+
+    total = ray.cluster_resources().get("CPU", 0.0)
+    held = config.scaling.num_workers * config.scaling.cpus_per_worker
+    if held + READ_CPUS > total:
+        raise ConfigError(
+            f"{config.scaling.num_workers} actors × scaling.cpus_per_worker={config.scaling.cpus_per_worker} leave "
+            f"less than {READ_CPUS} of Ray's {total:g} CPUs for reading, and Ray Data would wait forever; lower "
+            "scaling.cpus_per_worker (fractions are fine) or scaling.num_workers"
+        )
+
+
+def teacher_identity(spec: str, explicit: str | None = None) -> str:
+    """The ``teacher`` column: the explicit id, else ``<stage>:<lineage id>`` of the teacher folder, else the spec."""
+    if explicit:
+        return explicit
+    record = _lineage_of(spec)
+    return f"{record['stage']}:{record['id']}" if record else spec
+
+
+def _lineage_of(path: str) -> dict | None:
+    if path.startswith("packaged:"):
+        return None
+    folder = path.rsplit("/", 1)[0] if path.endswith(".parquet") else path
+    return lineage.read_lineage(folder)
+
+
+def _check_teacher_head(spec: str) -> None:
+    """A teacher without a trained 1-logit head would get a random head per actor: scores would not agree."""
+    config_path = io.join(spec, "config.json")
+    architectures = [] if spec.startswith("packaged:") else io.read_json(config_path).get("architectures") or []
+    if not any(name.endswith("ForSequenceClassification") for name in architectures):
+        raise ConfigError(
+            f"teacher.spec={spec!r} is not a *ForSequenceClassification folder (architectures: {architectures or '?'})"
+            ": label with the SFT teacher's folder, whose score head is trained"
+        )
+
+
+def _claim_output(config: LabelConfig, fingerprint: str) -> None:
+    """Record what the shards in ``output_dir`` are made from; refuse to mix in shards of another plan or teacher."""
+    plan = {"plan": lineage.lineage_id(STAGE, config.shard_relevant(), fingerprint=fingerprint)}
+    path = io.join(config.output_dir, PLAN_FILE)
+    if io.exists(path):
+        if io.read_json(path) != plan:
+            raise ConfigError(
+                f"{config.output_dir} holds shards of another pool, teacher or rows_per_shard ({path}); "
+                "write to a new output_dir"
+            )
+        return
+    io.write_json(plan, path)

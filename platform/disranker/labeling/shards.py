@@ -1,0 +1,236 @@
+"""The shard plan that makes labeling exactly-once and resumable.
+
+A shard is a row range of one pool file, named after both (``pool.rows-000000000-000002000``), so the same pool and
+``rows_per_shard`` always give the same names. Each shard is written as two Parquet files, each atomically (temporary
+name, then rename): ``rejected/<name>.parquet`` first, then ``labels/<name>.parquet``. A shard whose labels file
+exists is complete and a rerun skips it; a crash between the two writes leaves a rejected file that the rerun
+overwrites. After a run every pool row is in exactly one of the two tables.
+
+Rows travel through Ray Data as the pool columns plus ``_shard`` (its shard name), ``_row`` (its index in the whole
+pool, files taken in name order), ``_reason`` (null, or why it is rejected) and ``_record`` (the original row as JSON
+when rejected). A row rejected by validation is never scored; a row the teacher fails on gets a reason there.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from disranker.data import io, schemas
+from disranker.data.validate import rejected_table, validate_table
+
+LABELS_DIR, REJECTED_DIR = "labels", "rejected"
+FLOW_COLUMNS = {"_shard": pa.string(), "_row": pa.int64(), "_reason": pa.string(), "_record": pa.string()}
+
+
+@dataclass(frozen=True)
+class Shard:
+    name: str  # derived from the file's path under the pool and the row range
+    file: str  # the pool file (path or URI)
+    start: int  # first row, within the file
+    stop: int  # one past the last row, within the file
+    offset: int  # index of row `start` in the whole pool
+    duplicates: tuple[tuple[int, str], ...] = ()  # (row in the pool, reason) of repeated keys, found across the pool
+
+    @property
+    def num_rows(self) -> int:
+        return self.stop - self.start
+
+    def to_json(self) -> str:
+        """This shard as one text value: a Ray Data row cannot hold the mixed (int, str) pairs as Arrow lists."""
+        return json.dumps(asdict(self))
+
+
+def pool_files(pool: str) -> list[str]:
+    """The pool's Parquet files in name order: the file itself, or every ``*.parquet`` below a folder."""
+    fs, path = io.resolve(pool)
+    info = fs.get_file_info(path)
+    if info.type == pafs.FileType.NotFound:
+        raise FileNotFoundError(f"no pool table at {pool}")
+    if info.type == pafs.FileType.File:
+        return [str(pool)]
+    names = sorted(
+        f.path[len(path) :].lstrip("/")
+        for f in fs.get_file_info(pafs.FileSelector(path, recursive=True))
+        if f.type == pafs.FileType.File and f.path.endswith(".parquet") and "/." not in f.path[len(path) :]
+    )
+    if not names:
+        raise FileNotFoundError(f"the pool folder {pool} holds no .parquet files")
+    return [io.join(pool, name) for name in names]
+
+
+def plan_shards(pool: str, rows_per_shard: int) -> list[Shard]:
+    """Every shard of the pool, in pool order, with the rows whose (query_id, doc_id) an earlier row already has."""
+    files = pool_files(pool)
+    counts = [_num_rows(file) for file in files]  # also checks each file has the pool's columns
+    duplicates = _duplicate_keys(files)
+    shards, offset = [], 0
+    for file, count in zip(files, counts, strict=True):
+        stem = _shard_stem(pool, file)
+        for start in range(0, count, rows_per_shard):
+            stop = min(start + rows_per_shard, count)
+            dups = tuple((row, duplicates[row]) for row in range(offset + start, offset + stop) if row in duplicates)
+            shards.append(Shard(f"{stem}.rows-{start:09d}-{stop:09d}", file, start, stop, offset + start, dups))
+        offset += count
+    return shards
+
+
+def _shard_stem(pool: str, file: str) -> str:
+    if file == str(pool):
+        return file.rstrip("/").rsplit("/", 1)[-1].removesuffix(".parquet")
+    return file[len(str(pool)) :].strip("/").removesuffix(".parquet").replace("/", "__")
+
+
+def _num_rows(file: str) -> int:
+    fs, path = io.resolve(file)
+    metadata = pq.read_metadata(path, filesystem=fs)
+    missing = [name for name in schemas.POOL.names if name not in metadata.schema.names]
+    if missing:
+        raise ValueError(
+            f"pool file {file} lacks column(s) {', '.join(missing)}; a pool has {', '.join(schemas.POOL.names)}"
+        )
+    return metadata.num_rows
+
+
+def _duplicate_keys(files: list[str]) -> dict[int, str]:
+    """Pool row → reason, for each row whose key an earlier row of any file has. Reads only the two key columns."""
+    keys = pa.concat_tables([_read_file(file, columns=list(schemas.KEY)) for file in files])
+    keys = keys.append_column("_row", pa.array(np.arange(keys.num_rows), pa.int64()))
+    keys = keys.filter(pc.and_(pc.is_valid(keys["query_id"]), pc.is_valid(keys["doc_id"])))
+    first = keys.group_by(list(schemas.KEY), use_threads=False).aggregate([("_row", "min")])
+    paired = keys.join(first, keys=list(schemas.KEY))
+    repeats = paired.filter(pc.not_equal(paired["_row"], paired["_row_min"])).to_pylist()
+    return {
+        r["_row"]: f"duplicate (query_id, doc_id) {(r['query_id'], r['doc_id'])!r}, first seen at row {r['_row_min']}"
+        for r in repeats
+    }
+
+
+def _read_file(file: str, columns: list[str] | None = None) -> pa.Table:
+    fs, path = io.resolve(file)
+    return pq.read_table(path, filesystem=fs, columns=columns)
+
+
+def read_shard(shard_json: str) -> pa.Table:
+    """The rows of one shard (``Shard.to_json``) in the flow layout (module docstring), validated as pool rows."""
+    item = json.loads(shard_json)
+    shard = Shard(**{**item, "duplicates": tuple(tuple(pair) for pair in item["duplicates"])})
+    fs, path = io.resolve(shard.file)
+    parquet = pq.ParquetFile(path, filesystem=fs)
+    ends = np.cumsum([parquet.metadata.row_group(i).num_rows for i in range(parquet.num_row_groups)])
+    first, last = int(np.searchsorted(ends, shard.start, "right")), int(np.searchsorted(ends, shard.stop - 1, "right"))
+    skip = shard.start - (int(ends[first - 1]) if first else 0)
+    rows = parquet.read_row_groups(list(range(first, last + 1))).slice(skip, shard.num_rows)
+
+    checked = validate_table(rows, "pool")
+    reasons = {int(r["row"]): r["reason"] for r in checked.rejected.select(["row", "reason"]).to_pylist()}
+    reasons.update({row - shard.offset: reason for row, reason in shard.duplicates})  # pool-wide check wins
+    rejected = rejected_table(rows, "pool", reasons)
+    reason_column = [None] * rows.num_rows
+    record_column = [None] * rows.num_rows
+    for row, reason, record in zip(
+        rejected["row"].to_pylist(), rejected["reason"].to_pylist(), rejected["record"].to_pylist(), strict=True
+    ):
+        reason_column[row], record_column[row] = reason, record
+    flow = {name: pc.cast(rows[name], pa.string()) for name in schemas.POOL.names}
+    flow |= {
+        "_shard": pa.array([shard.name] * rows.num_rows, pa.string()),
+        "_row": pa.array(np.arange(shard.offset, shard.offset + rows.num_rows), pa.int64()),
+        "_reason": pa.array(reason_column, pa.string()),
+        "_record": pa.array(record_column, pa.string()),
+    }
+    return pa.table(flow)
+
+
+class ShardAssembler:
+    """Collects scored rows as they stream back and hands out each shard once all of its rows have arrived."""
+
+    def __init__(self, shards: list[Shard]) -> None:
+        self.expected = {shard.name: shard.num_rows for shard in shards}
+        self.parts: dict[str, list[pa.Table]] = defaultdict(list)
+        self.received: dict[str, int] = defaultdict(int)
+
+    def add(self, batch: pa.Table) -> list[tuple[str, pa.Table]]:
+        """Add a scored batch; returns the shards it completed as (name, rows in pool order)."""
+        done = []
+        for name in pc.unique(batch["_shard"]).to_pylist():
+            part = batch.filter(pc.equal(batch["_shard"], name))
+            self.parts[name].append(part)
+            self.received[name] += part.num_rows
+            if self.received[name] > self.expected[name]:
+                raise RuntimeError(f"shard {name} received {self.received[name]} rows for {self.expected[name]}")
+            if self.received[name] == self.expected[name]:
+                rows = pa.concat_tables(self.parts.pop(name), promote_options="permissive").sort_by("_row")
+                done.append((name, rows))
+        return done
+
+
+def write_shard(output_dir: str, name: str, rows: pa.Table, teacher_id: str) -> tuple[int, int]:
+    """Write one scored shard: rejected rows, then labels (the completion mark). Returns (labeled, rejected)."""
+    bad = pc.is_valid(rows["_reason"])
+    good = rows.filter(pc.invert(bad))
+    rejected = rows.filter(bad)
+    labels = pa.Table.from_arrays(
+        [
+            *(pc.cast(good[name], field.type) for name, field in zip(schemas.POOL.names, schemas.POOL, strict=True)),
+            pc.cast(good["teacher_score"], pa.float32()),
+            pa.array([teacher_id] * good.num_rows, pa.string()),
+        ],
+        schema=schemas.LABELS,
+    )
+    rejected_rows = pa.Table.from_pydict(
+        {
+            "table": ["pool"] * rejected.num_rows,
+            "row": rejected["_row"],
+            "reason": rejected["_reason"],
+            "record": rejected["_record"],
+        },
+        schema=schemas.REJECTED,
+    )
+    io.write_table(rejected_rows, io.join(output_dir, REJECTED_DIR, f"{name}.parquet"))
+    io.write_table(labels, io.join(output_dir, LABELS_DIR, f"{name}.parquet"))
+    return labels.num_rows, rejected_rows.num_rows
+
+
+def complete_shards(output_dir: str) -> set[str]:
+    """Names of the shards whose labels file exists (written last, so the shard is whole)."""
+    return {name for name, _ in _shard_files(output_dir, LABELS_DIR)}
+
+
+def remove_partial_files(output_dir: str) -> None:
+    """Delete the temporary files of writes a crashed driver left behind (readers would take them for shards)."""
+    for table in (LABELS_DIR, REJECTED_DIR):
+        fs, path = io.resolve(io.join(output_dir, table))
+        for info in fs.get_file_info(pafs.FileSelector(path, allow_not_found=True)):
+            if info.type == pafs.FileType.File and info.base_name.startswith(".tmp-"):
+                fs.delete_file(info.path)
+
+
+def count_rows(output_dir: str, names: set[str]) -> dict[str, int]:
+    """Rows in the named shards' labels and rejected files, from the Parquet footers."""
+    totals = {}
+    for table in (LABELS_DIR, REJECTED_DIR):
+        totals[table] = sum(
+            pq.read_metadata(path, filesystem=fs).num_rows
+            for name, (fs, path) in _shard_files(output_dir, table)
+            if name in names
+        )
+    return {"labeled": totals[LABELS_DIR], "rejected": totals[REJECTED_DIR]}
+
+
+def _shard_files(output_dir: str, table: str):
+    fs, path = io.resolve(io.join(output_dir, table))
+    for info in fs.get_file_info(pafs.FileSelector(path, allow_not_found=True)):
+        if (
+            info.type == pafs.FileType.File
+            and info.base_name.endswith(".parquet")
+            and not info.base_name.startswith(".")
+        ):
+            yield info.base_name.removesuffix(".parquet"), (fs, info.path)

@@ -1,0 +1,74 @@
+"""The labeling shard plan and configs, without Ray: deterministic names, pool-wide duplicates, row ranges."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from disranker.config import ConfigError, load_config
+from disranker.labeling import LabelConfig
+from disranker.labeling.shards import ShardAssembler, plan_shards, read_shard
+
+CONFIGS = Path(__file__).parents[2] / "jobs" / "configs"
+
+
+def _pool(path: Path, ids: list[int], query: str = "a query") -> None:
+    rows = [{"query_id": "q", "query": query, "doc_id": f"d{i}", "title": "", "summary": f"doc {i}"} for i in ids]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pylist(rows), path, row_group_size=3)
+
+
+def test_plan_names_files_and_row_ranges_and_finds_duplicates_across_files(tmp_path):
+    _pool(tmp_path / "pool" / "a.parquet", list(range(5)))
+    _pool(tmp_path / "pool" / "part" / "b.parquet", [5, 1, 6])  # d1 again, in another file
+    shards = plan_shards(str(tmp_path / "pool"), rows_per_shard=2)
+    assert [s.name for s in shards] == [
+        "a.rows-000000000-000000002",
+        "a.rows-000000002-000000004",
+        "a.rows-000000004-000000005",
+        "part__b.rows-000000000-000000002",
+        "part__b.rows-000000002-000000003",
+    ]
+    assert [s.offset for s in shards] == [0, 2, 4, 5, 7]
+    assert shards[3].duplicates == ((6, "duplicate (query_id, doc_id) ('q', 'd1'), first seen at row 1"),)
+    assert plan_shards(str(tmp_path / "pool"), rows_per_shard=2) == shards  # deterministic
+
+
+def test_read_shard_slices_across_row_groups_and_marks_rejected_rows(tmp_path):
+    _pool(tmp_path / "pool.parquet", list(range(10)))
+    shard = plan_shards(str(tmp_path / "pool.parquet"), rows_per_shard=4)[1]  # rows 4-7: two row groups
+    rows = read_shard(shard.to_json())
+    assert rows["doc_id"].to_pylist() == ["d4", "d5", "d6", "d7"]
+    assert rows["_row"].to_pylist() == [4, 5, 6, 7]
+    assert rows["_reason"].null_count == 4
+
+    _pool(tmp_path / "blank.parquet", [0, 1], query=" ")
+    blank = read_shard(plan_shards(str(tmp_path / "blank.parquet"), 10)[0].to_json())
+    assert blank["_reason"].to_pylist() == ["query: ' ' is empty or whitespace-only"] * 2
+
+
+def test_assembler_hands_out_a_shard_once_all_its_rows_arrived(tmp_path):
+    _pool(tmp_path / "pool.parquet", list(range(5)))
+    shards = plan_shards(str(tmp_path / "pool.parquet"), rows_per_shard=3)
+    rows = pa.concat_tables([read_shard(s.to_json()) for s in shards])
+    assembler = ShardAssembler(shards)
+    assert assembler.add(rows.slice(0, 2)) == []
+    done = assembler.add(rows.slice(2, 3))
+    assert [(name, table["_row"].to_pylist()) for name, table in done] == [
+        (shards[0].name, [0, 1, 2]),
+        (shards[1].name, [3, 4]),
+    ]
+
+
+@pytest.mark.parametrize("name", ["label_pool.yaml", "label_pool_smoke.yaml"])
+def test_job_configs_load(name):
+    config = load_config(LabelConfig, CONFIGS / name)
+    assert config.scaling.num_workers * config.scaling.cpus_per_worker < 2  # leaves a CPU for Ray Data's reads here
+
+
+def test_unknown_backend_is_a_config_error():
+    with pytest.raises(ConfigError, match="scoring.backend"):
+        load_config(LabelConfig, overrides=["scoring.backend=onnx"])
