@@ -1,0 +1,246 @@
+"""The model comparison stage: score one test split with every model and draw the paper's report.
+
+``run(CompareConfig) -> output_dir`` scores the judgments with each configured model — BM25, a random order, teacher
+``*ForSequenceClassification`` folders and student cross-encoder folders — and writes into ``output_dir``:
+
+- ``<name>.parquet`` (the ``scores`` contract) and ``<name>.run`` (TREC run) per model;
+- ``metrics.json``: per model, ``evaluate_scores``' metrics plus ``kind``, ``scoring_s`` (wall time of scoring alone,
+  model loading excluded) and ``latency_ms_per_pair`` (= scoring_s / pairs); students also get their Pearson and
+  Spearman correlation with the first teacher's scores;
+- ``report.png``: metrics table, teacher vs student score distributions, per-pair scatter, training loss curves
+  (``evaluation.report_plots``);
+- ``disranker.json`` whose parents are the lineage ids of the judgments' corpus and of every model folder that has one.
+
+Judgment rows that break the contract are not scored; their count is each model's ``n_rejected``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pyarrow as pa
+import torch
+
+from disranker import lineage
+from disranker.config import ConfigError, to_dict
+from disranker.data import demo, io, schemas
+from disranker.data.demo import DemoCorpusConfig
+from disranker.data.schemas import SCORES
+from disranker.data.trec import write_trec_run
+from disranker.data.validate import validate_table
+from disranker.evaluation import baselines
+from disranker.evaluation.evaluate import evaluate_scores
+from disranker.evaluation.report_plots import build_report, save_report
+from disranker.models.loading import (
+    build_tiny_student,
+    build_tiny_teacher,
+    load_student,
+    load_teacher_scorer,
+    score_pairs_student,
+    score_pairs_teacher,
+)
+
+STAGE = "compare"
+KINDS = ("bm25", "random", "teacher", "student")
+# A name becomes a file stem and a TREC run tag: no whitespace, no path separators.
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.+-]+$")
+# What the job and the CLI print (metrics.json holds every metric).
+SUMMARY_COLUMNS = ("pnr", "ndcg@10", "mrr@10", "pairwise_accuracy", "latency_ms_per_pair", "n_pairs")
+
+
+@dataclass
+class ModelEntry:
+    name: str = ""  # row label in metrics.json and the report; file stem of <name>.parquet / <name>.run
+    kind: Literal["bm25", "random", "teacher", "student"] = "bm25"
+    path: str = ""  # teacher / student: model spec (HF folder, URI or packaged:<name>); unused by bm25 / random
+    build_tiny: bool = False  # smoke runs: build a tiny random model of this kind at `path` when it holds none
+
+
+@dataclass
+class CompareConfig:
+    output_dir: str = "outputs/demo/compare"  # scores, run files, metrics.json, report.png, disranker.json
+    judgments: str = ""  # the test split; "" with `demo` set: <corpus>/judgments/test.parquet
+    models: list[ModelEntry] = field(default_factory=list)
+    batch_size: int = 32  # pairs per forward pass (teacher and student)
+    max_length: int = 256  # tokens per pair for teacher and student inputs
+    mrr_min_label: int = 4  # MRR@10 looks for the exact synset (label 4) in the demo
+    seed: int = 0  # the random baseline's seed, and of any freshly initialised score head (an untrained model)
+    device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: cuda when available
+    demo: DemoCorpusConfig | None = None  # smoke runs: build the demo corpus here when missing
+
+    def validate(self) -> None:
+        if not self.output_dir:
+            raise ConfigError("'output_dir' is required: where the comparison is written")
+        if not self.judgments and self.demo is None:
+            raise ConfigError("'judgments' is required: the test split every model is scored on (or set 'demo')")
+        if not self.models:
+            raise ConfigError("'models' is empty: list at least one {name, kind, path}")
+        seen: set[str] = set()
+        for i, entry in enumerate(self.models):
+            if not NAME_PATTERN.match(entry.name):
+                raise ConfigError(f"'models[{i}].name' {entry.name!r} must be letters, digits and _ . + - only")
+            if entry.name in seen:
+                raise ConfigError(f"'models[{i}].name' {entry.name!r} is used twice: names must be unique")
+            seen.add(entry.name)
+            if entry.kind in ("teacher", "student") and not entry.path:
+                raise ConfigError(f"'models[{i}].path' is required for a {entry.kind}: its model folder or spec")
+            if entry.build_tiny and entry.kind not in ("teacher", "student"):
+                raise ConfigError(f"'models[{i}].build_tiny' only applies to a teacher or a student")
+        if self.batch_size < 1:
+            raise ConfigError("'batch_size' must be ≥ 1")
+        if self.max_length < 8:
+            raise ConfigError("'max_length' must be ≥ 8 tokens")
+        if not schemas.MIN_LABEL <= self.mrr_min_label <= schemas.MAX_LABEL:
+            raise ConfigError(f"'mrr_min_label' must be within {schemas.MIN_LABEL}–{schemas.MAX_LABEL}")
+
+
+def run(config: CompareConfig) -> str:
+    """Score, evaluate and report every model (or skip when ``output_dir`` already holds this comparison)."""
+    config = prepare_inputs(config)
+    parents = [p for p in (_lineage_id_above(config.judgments), *map(_model_lineage_id, config.models)) if p]
+    expected = lineage.lineage_id(STAGE, to_dict(config), parents)
+    if lineage.is_complete(config.output_dir, expected):
+        return config.output_dir
+
+    judgments = validate_table(io.read_table(config.judgments), "judgments").valid
+    if judgments.num_rows == 0:
+        raise ValueError(f"{config.judgments}: no judgment row keeps the contract, nothing to score")
+    scores: dict[str, np.ndarray] = {}
+    metrics: dict[str, dict] = {}
+    for entry in config.models:
+        values, seconds = score_model(entry, judgments, config)
+        table = scores_table(judgments, values, entry.name)
+        io.write_table(table, io.join(config.output_dir, f"{entry.name}.parquet"))
+        write_trec_run(table, io.join(config.output_dir, f"{entry.name}.run"))
+        result = evaluate_scores(judgments, table, mrr_min_label=config.mrr_min_label)
+        metrics[entry.name] = {
+            **result.metrics,
+            "kind": entry.kind,
+            "scoring_s": seconds,
+            "latency_ms_per_pair": 1000.0 * seconds / judgments.num_rows,
+        }
+        scores[entry.name] = values
+    _add_teacher_correlations(config.models, scores, metrics)
+    io.write_json(metrics, io.join(config.output_dir, "metrics.json"))
+
+    curves = {e.name: read_loss_curve(e.path) for e in config.models if e.kind == "student"}
+    figure = build_report(metrics, scores, {e.name: e.kind for e in config.models}, curves)
+    save_report(figure, io.join(config.output_dir, "report.png"))
+    lineage.write_lineage(config.output_dir, STAGE, to_dict(config), parents=parents, metrics=metrics)
+    return config.output_dir
+
+
+def prepare_inputs(config: CompareConfig) -> CompareConfig:
+    """Build what a smoke config asks for when missing (demo corpus, tiny models) and fill in the judgments path."""
+    judgments = config.judgments
+    if config.demo is not None:
+        corpus = demo.run(config.demo)
+        judgments = judgments or io.join(corpus, "judgments", "test.parquet")
+    for entry in config.models:
+        if entry.build_tiny and not (Path(entry.path) / "config.json").is_file():
+            (build_tiny_teacher if entry.kind == "teacher" else build_tiny_student)(entry.path)
+    return dataclasses.replace(config, judgments=judgments)
+
+
+def score_model(entry: ModelEntry, judgments: pa.Table, config: CompareConfig) -> tuple[np.ndarray, float]:
+    """One score per judgment row (input order) and the wall time of the scoring itself, loading excluded."""
+    if entry.kind in ("bm25", "random"):
+        started = time.perf_counter()
+        if entry.kind == "bm25":
+            table = baselines.bm25_scores(judgments, model=entry.name)
+        else:
+            table = baselines.random_scores(judgments, seed=config.seed, model=entry.name)
+        return table["score"].to_numpy(), time.perf_counter() - started
+    load, score = (
+        (load_teacher_scorer, score_pairs_teacher) if entry.kind == "teacher" else (load_student, score_pairs_student)
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)  # a folder without a trained head gets a fresh one: make it reproducible
+        model, tokenizer = load(entry.path)
+    model.to(_device(config.device))
+    texts = [judgments[column].to_pylist() for column in ("query", "title", "summary")]
+    started = time.perf_counter()
+    values = score(model, tokenizer, *texts, batch_size=config.batch_size, max_length=config.max_length)
+    if model.device.type == "cuda":
+        torch.cuda.synchronize()
+    return values, time.perf_counter() - started
+
+
+def scores_table(judgments: pa.Table, values: np.ndarray, name: str) -> pa.Table:
+    """The ``scores`` contract for one model's scores, aligned with the judgments' rows."""
+    return pa.Table.from_arrays(
+        [
+            judgments["query_id"],
+            judgments["doc_id"],
+            pa.array(np.asarray(values, dtype=np.float32)),
+            pa.array([name] * judgments.num_rows, pa.string()),
+        ],
+        schema=SCORES,
+    )
+
+
+def read_loss_curve(student_path: str) -> list[dict]:
+    """The student's training loss curve (``metrics.loss_curve`` of its ``disranker.json``); [] when it has none."""
+    if "://" not in student_path and not Path(student_path).is_dir():
+        return []
+    record = lineage.read_lineage(student_path) or {}
+    return list(record.get("metrics", {}).get("loss_curve", []))
+
+
+def correlations(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Pearson and Spearman (Pearson of average ranks, so ties share a rank) correlations; 0.0 for constant input."""
+    return _pearson(x, y), _pearson(_average_ranks(x), _average_ranks(y))
+
+
+def _pearson(x: np.ndarray, y: np.ndarray) -> float:
+    x, y = np.asarray(x, np.float64) - np.mean(x), np.asarray(y, np.float64) - np.mean(y)
+    denominator = np.sqrt((x * x).sum() * (y * y).sum())
+    return float((x * y).sum() / denominator) if denominator > 0 else 0.0
+
+
+def _average_ranks(values: np.ndarray) -> np.ndarray:
+    _, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
+    first_rank = np.cumsum(counts) - counts + 1
+    return (first_rank + (counts - 1) / 2.0)[inverse]
+
+
+def _add_teacher_correlations(models: list[ModelEntry], scores: dict, metrics: dict) -> None:
+    """Each student's agreement with the first teacher, pair by pair (how closely distillation copied it)."""
+    teacher = next((e.name for e in models if e.kind == "teacher"), None)
+    if teacher is None:
+        return
+    for entry in (e for e in models if e.kind == "student"):
+        pearson, spearman = correlations(scores[teacher], scores[entry.name])
+        metrics[entry.name].update(
+            {"reference_teacher": teacher, "teacher_pearson": pearson, "teacher_spearman": spearman}
+        )
+
+
+def _device(choice: str) -> torch.device:
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device: cuda was asked for but torch sees no CUDA device")
+    if choice == "auto":
+        choice = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(choice)
+
+
+def _model_lineage_id(entry: ModelEntry) -> str | None:
+    if entry.kind not in ("teacher", "student") or entry.path.startswith("packaged:"):
+        return None
+    return _lineage_id_above(entry.path, levels=1)
+
+
+def _lineage_id_above(uri: str, levels: int = 3) -> str | None:
+    """The lineage id of the stage that wrote ``uri``: its own folder's record, or one up to ``levels - 1`` above."""
+    folder = uri
+    for _ in range(levels):
+        if folder and io.exists(io.join(folder, lineage.FILENAME)):
+            return (lineage.read_lineage(folder) or {}).get("id")
+        folder = folder.rsplit("/", 1)[0] if "/" in folder else ""
+    return None
