@@ -105,5 +105,6 @@ def test_lineage_records_config_and_wordnet_fingerprint(corpus):
     record = io.read_json(f"{config.output_dir}/disranker.json")
     assert record["stage"] == "demo_corpus"
     assert record["config"]["size"] == "tiny"
-    assert len(record["data_fingerprint"]) == 16
+    wordnet_hash, version = record["data_fingerprint"].split("-v")
+    assert len(wordnet_hash) == 16 and version == str(demo.BUILDER_VERSION)
     assert record["metrics"]["splits"] == stats["splits"]
