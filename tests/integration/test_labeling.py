@@ -141,7 +141,11 @@ def test_restart_after_driver_crash_completes_the_rest(first_run, pool, teacher,
     run(_config(pool, teacher, crashed, workers=1))
     labels, _ = _check_exactly_once(crashed)
     assert io.read_json(crashed / "disranker.json")["metrics"]["shards_written"] == 2
-    assert labels.sort_by("doc_id").equals(labels_before.sort_by("doc_id"))
+    # (query_id, doc_id) is the key; scores may differ in the last bits when batches are made up differently.
+    key = [("query_id", "ascending"), ("doc_id", "ascending")]
+    after, before = labels.sort_by(key), labels_before.sort_by(key)
+    assert after.drop_columns(["teacher_score"]).equals(before.drop_columns(["teacher_score"]))
+    np.testing.assert_allclose(after["teacher_score"].to_numpy(), before["teacher_score"].to_numpy(), rtol=1e-5)
 
 
 def test_killed_scoring_actor_still_labels_every_row_once(ray_start_2_cpus, pool, teacher, tmp_path, monkeypatch):
