@@ -15,6 +15,7 @@ from disranker.config import load_config
 from disranker.data import io
 from disranker.evaluation.metrics import pnr
 from disranker.models.loading import build_tiny_student, load_student, score_pairs_student
+from disranker.models.text import pair_texts
 from disranker.student import train
 from disranker.student.config import DistillConfig
 
@@ -51,9 +52,7 @@ def synthetic_table(n_queries: int, docs_per_query: int, seed: int) -> pa.Table:
 def teacher_pnr(student_dir: str, table: pa.Table, target: np.ndarray) -> float:
     """PNR of the student's order against the target's order (pairs with different targets)."""
     model, tokenizer = load_student(student_dir)
-    scores = score_pairs_student(
-        model, tokenizer, table["query"].to_pylist(), table["title"].to_pylist(), table["summary"].to_pylist()
-    )
+    scores = score_pairs_student(model, tokenizer, *pair_texts(table))
     ranks = np.unique(target, return_inverse=True)[1]  # integer labels that order pairs as the target does
     return pnr(table["query_id"].to_numpy(zero_copy_only=False), ranks, scores)
 

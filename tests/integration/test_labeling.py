@@ -14,6 +14,7 @@ from disranker.data import io
 from disranker.labeling import LabelConfig, run
 from disranker.labeling.backends import CRASH_ONCE_ENV
 from disranker.labeling.smoke import build_tiny_scorer
+from disranker.models.text import pair_texts
 
 pytestmark = pytest.mark.integration
 
@@ -110,9 +111,7 @@ def test_scores_equal_direct_transformers_scores(first_run, teacher):
 
     labels = io.read_table(first_run / "labels")
     model, tokenizer = load_teacher_scorer(teacher)
-    direct = score_pairs_teacher(
-        model, tokenizer, labels["query"].to_pylist(), labels["title"].to_pylist(), labels["summary"].to_pylist()
-    )
+    direct = score_pairs_teacher(model, tokenizer, *pair_texts(labels))
     np.testing.assert_allclose(labels["teacher_score"].to_numpy(), direct, rtol=1e-5, atol=1e-5)
 
 

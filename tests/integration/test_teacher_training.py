@@ -11,6 +11,7 @@ from disranker.config import load_config
 from disranker.data import io
 from disranker.evaluation import metrics
 from disranker.models.loading import load_teacher_lm, load_teacher_scorer, score_pairs_teacher
+from disranker.models.text import pair_texts
 from disranker.teacher import train
 from disranker.teacher.config import TeacherConfig
 
@@ -80,9 +81,7 @@ def test_sft_loss_falls_and_dev_pnr_beats_the_untrained_head(ray_start_2_cpus, w
         scores = score_pairs_teacher(
             model,
             tokenizer,
-            dev["query"].to_pylist(),
-            dev["title"].to_pylist(),
-            dev["summary"].to_pylist(),
+            *pair_texts(dev),
             max_length=config.training.max_length,
         )
         return metrics.pnr(qids, labels, scores)

@@ -34,6 +34,11 @@ def teacher_text(query: str, title: str, summary: str) -> str:
     return f"{cpt_prompt(query)}{cpt_target(title, summary)}"
 
 
+def pair_texts(table) -> tuple[list[str], list[str], list[str]]:
+    """The (queries, titles, summaries) columns of a query–document table, as the encoders and scorers take them."""
+    return table["query"].to_pylist(), table["title"].to_pylist(), table["summary"].to_pylist()
+
+
 def student_document(title: str, summary: str) -> str:
     """The document side of the student's pair; a document with no title (MS MARCO) is its summary alone."""
     return f"{title}. {summary}" if title else summary

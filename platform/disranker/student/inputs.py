@@ -19,6 +19,7 @@ import torch
 from disranker.data import demo, io
 from disranker.data.schemas import LABELS
 from disranker.models.loading import build_tiny_student, build_tiny_teacher, load_teacher_scorer, score_pairs_teacher
+from disranker.models.text import pair_texts
 from disranker.student.config import DistillConfig
 
 TINY_TEACHER_SEED = 0
@@ -64,9 +65,7 @@ def write_tiny_teacher_labels(pool_uri: str, labels_uri: str, teacher_dir: str, 
     scores = score_pairs_teacher(
         model,
         tokenizer,
-        pool["query"].to_pylist(),
-        pool["title"].to_pylist(),
-        pool["summary"].to_pylist(),
+        *pair_texts(pool),
         batch_size=batch_size,
     )
     table = pool.select(["query_id", "query", "doc_id", "title", "summary"])

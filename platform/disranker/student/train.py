@@ -31,6 +31,7 @@ from disranker.data import io
 from disranker.data.validate import validate_table
 from disranker.evaluation.metrics import evaluate_rankings
 from disranker.models.loading import load_student, score_pairs_student
+from disranker.models.text import pair_texts
 from disranker.runtime import ensure_ray
 from disranker.student import losses
 from disranker.student.config import DistillConfig, LossSection
@@ -208,9 +209,7 @@ def _evaluate(model, tokenizer, dev, config: DistillConfig) -> dict:
     scores = score_pairs_student(
         model,
         tokenizer,
-        dev["query"].to_pylist(),
-        dev["title"].to_pylist(),
-        dev["summary"].to_pylist(),
+        *pair_texts(dev),
         batch_size=config.training.eval_batch_size,
         max_length=config.student.max_length,
     )

@@ -26,6 +26,7 @@ from disranker import lineage
 from disranker.config import from_dict, to_dict
 from disranker.data import io
 from disranker.evaluation import metrics
+from disranker.models.text import pair_texts
 from disranker.teacher import data
 from disranker.teacher.config import TeacherConfig
 from disranker.teacher.losses import rank_loss
@@ -229,9 +230,7 @@ def _score_dev(config: TeacherConfig, module, tokenizer, dev, rank: int, world: 
     scores = score_pairs_teacher(
         module,
         tokenizer,
-        part["query"].to_pylist(),
-        part["title"].to_pylist(),
-        part["summary"].to_pylist(),
+        *pair_texts(part),
         batch_size=config.training.eval_batch_size,
         max_length=config.training.max_length,
     )
