@@ -1,40 +1,117 @@
-"""The main job end to end on the tiny corpus: corpus, baselines, metrics, lineage, and a rerun that resumes."""
+"""The main job end to end on the tiny corpus and tiny models: killed in the middle of labeling, rerun, finished.
+
+One test, because every step needs the one before: a pipeline process is SIGKILLed (with its Ray) once the first
+labels shard is on disk; the rerun must reuse the corpus and both teachers untouched, skip the shards written before
+the kill, finish every stage, print the table, and leave a lineage chain from the served student to the corpus.
+"""
 
 from __future__ import annotations
 
-import re
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
+import psutil
 import pyarrow.compute as pc
 
-from disranker import pipeline
+from disranker import lineage
 from disranker.config import load_config
 from disranker.data import io
-from disranker.evaluation.metrics import pair_counts
+from disranker.pipeline import PipelineConfig, run
+
+REPO = Path(__file__).resolve().parents[2]
+MODELS = ["bm25", "random", "teacher", "student_labels_only", "student_distilled"]
 
 
-def test_smoke_pipeline_prints_the_baseline_table(tmp_path, wordnet_dir):
-    config = load_config(
-        pipeline.PipelineConfig,
-        "jobs/configs/pipeline_smoke.yaml",
-        [f"output_dir={tmp_path}", f"corpus.wordnet_dir={wordnet_dir}"],
-    )
-    result = pipeline.run(config)
+def overrides(out: Path, wordnet_dir: str) -> list[str]:
+    # Small shards so labeling spans several of them and the kill lands between the first and the last.
+    return [f"output_dir={out}", f"corpus.wordnet_dir={wordnet_dir}", 'stages.label.overrides=["rows_per_shard=50"]']
 
-    test = io.read_table(tmp_path / "corpus/judgments/test.parquet")
-    counts = pair_counts(test["query_id"].to_numpy(), test["label"].to_numpy(), pc.multiply(test["label"], 1.0))
-    assert set(result.metrics) == {"bm25", "random"}
-    for metrics in result.metrics.values():
-        assert metrics["n_queries"] == 20
-        assert metrics["n_pairs"] == int(counts.pairs.sum())
-        assert metrics["n_rejected"] == 0
-    assert io.read_table(tmp_path / "baselines/bm25.parquet").num_rows == test.num_rows
+
+def kill_tree(process: subprocess.Popen) -> None:
+    family = psutil.Process(process.pid).children(recursive=True)
+    os.killpg(process.pid, signal.SIGKILL)
+    for child in family:
+        try:
+            child.kill()
+        except psutil.NoSuchProcess:
+            pass
+    process.wait(timeout=60)
+
+
+def start_and_kill_during_labeling(out: Path, wordnet_dir: str) -> None:
+    command = [sys.executable, "-m", "jobs.pipeline", "--config", "jobs/configs/pipeline_smoke.yaml"]
+    log_path = out.parent / "first_run.log"
+    env = {**os.environ, "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.2"}  # see the ray_start_2_cpus fixture
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(
+            [*command, *overrides(out, wordnet_dir)],
+            cwd=REPO,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    deadline = time.monotonic() + 900
+    try:
+        while not list((out / "labels" / "labels").glob("*.parquet")):
+            assert process.poll() is None, f"the first run ended early: {log_path.read_text()[-3000:]}"
+            assert time.monotonic() < deadline, "no labels shard within 15 minutes"
+            time.sleep(0.2)
+    finally:
+        if process.poll() is None:
+            kill_tree(process)
+    assert not lineage.is_complete(str(out / "labels"), (lineage.read_lineage(str(out / "labels")) or {}).get("id", ""))
+
+
+def created(out: Path, stage: str) -> str:
+    return lineage.read_lineage(str(out / stage))["created_at"]
+
+
+def lineage_chain(folder: Path, root: Path) -> list[str]:
+    """Stages from ``folder`` back to the corpus, following the first parent that is a stage folder below ``root``."""
+    by_id = {r["id"]: (r, p.parent) for p in root.rglob("disranker.json") if (r := io.read_json(p)) and "id" in r}
+    record, chain = io.read_json(folder / "disranker.json"), []
+    while record is not None:
+        chain.append(record["stage"])
+        parents = [by_id[p][0] for p in record["parents"] if p in by_id and by_id[p][0]["stage"] != "sample"]
+        record = parents[-1] if parents else None
+    return chain
+
+
+def test_pipeline_killed_during_labeling_resumes_without_redoing_finished_stages(tmp_path, wordnet_dir, request):
+    out = tmp_path / "pipeline"
+    start_and_kill_during_labeling(out, wordnet_dir)
+    request.getfixturevalue("ray_start_2_cpus")  # the rerun's Ray, started only after the first one is dead
+    finished = {stage: created(out, stage) for stage in ("corpus", "teacher/cpt", "teacher/sft")}
+    shards_before_kill = len(list((out / "labels" / "labels").glob("*.parquet")))
+
+    config = load_config(PipelineConfig, REPO / "jobs/configs/pipeline_smoke.yaml", overrides(out, wordnet_dir))
+    result = run(config)
+
+    assert {stage: created(out, stage) for stage in finished} == finished
+    labels_record = lineage.read_lineage(str(out / "labels"))["metrics"]
+    assert labels_record["shards_skipped"] >= shards_before_kill >= 1
+    pool = io.read_table(out / "samples" / "pool")
+    labels = io.read_table(out / "labels" / "labels")
+    assert labels_record["rows_in"] == pool.num_rows == labels.num_rows + labels_record["rejected"]
+    keys = pc.binary_join_element_wise(labels["query_id"], labels["doc_id"], "\x1f")
+    assert len(pc.unique(keys)) == labels.num_rows
+
+    assert list(result.metrics) == MODELS
+    test_queries = len(pc.unique(io.read_table(out / "samples" / "test")["query_id"]))
+    assert all(m["n_queries"] == test_queries for m in result.metrics.values())
     summary = result.summary()
-    assert "bm25" in summary and "random" in summary and "ndcg@10" in summary
-    assert re.search(r"test +20 queries +160 pairs", summary), summary
+    for name in MODELS:
+        assert name in summary
+    assert f"model={out / 'student'}" in summary and (out / "compare" / "report.png").stat().st_size > 10_000
+    assert lineage_chain(out / "student", out) == ["distill", "labeling", "teacher_sft", "teacher_cpt", "demo_corpus"]
 
-    record = io.read_json(tmp_path / "disranker.json")
-    corpus_record = io.read_json(tmp_path / "corpus/disranker.json")
-    assert record["stage"] == "pipeline" and record["parents"] == [corpus_record["id"]]
-
-    pipeline.run(config)  # a rerun finds the corpus complete and does not rebuild it
-    assert io.read_json(tmp_path / "corpus/disranker.json")["created_at"] == corpus_record["created_at"]
+    assert (out / "pipeline" / "summary.txt").read_text().strip() == summary
+    stages = ("corpus", "teacher/cpt", "teacher/sft", "labels", "student", "student_labels_only", "compare")
+    stamps = {stage: created(out, stage) for stage in stages}
+    run(config)  # a third run finds every stage complete
+    assert {stage: created(out, stage) for stage in stamps} == stamps

@@ -9,7 +9,6 @@ import pytest
 
 from disranker.config import ConfigError, load_config, to_dict
 from disranker.evaluation.evaluate import EvaluateConfig
-from disranker.pipeline import PipelineConfig
 
 
 @dataclass
@@ -189,43 +188,6 @@ def test_to_dict_gives_plain_nested_data():
         "sizes": [],
         "model": {"lr": 0.1, "layers": 2, "kind": "bert"},
     }
-
-
-def test_pipeline_config_from_yaml_and_overrides(tmp_path):
-    path = write_yaml(
-        tmp_path,
-        "output_dir: out/demo\ncorpus:\n  size: tiny\n  seed: 7\nevaluation:\n  split: dev\n  models: [bm25]\n",
-    )
-    config = load_config(PipelineConfig, path, ["corpus.candidates_per_query=6", "evaluation.seed=3"])
-    assert config.output_dir == "out/demo"
-    assert (config.corpus.size, config.corpus.seed, config.corpus.candidates_per_query) == ("tiny", 7, 6)
-    assert config.corpus.output_dir is None
-    assert (config.evaluation.split, config.evaluation.models, config.evaluation.seed) == ("dev", ["bm25"], 3)
-    assert config.evaluation.mrr_min_label == 4
-
-
-def test_pipeline_config_unknown_nested_key_lists_the_section_keys():
-    with pytest.raises(ConfigError) as err:
-        load_config(PipelineConfig, None, ["evaluation.model=bm25"])
-    assert str(err.value) == (
-        "unknown key 'evaluation.model' in BaselineSection; allowed keys: models, mrr_min_label, seed, split"
-    )
-
-
-def test_pipeline_config_literal_of_a_nested_section():
-    with pytest.raises(ConfigError, match="'corpus.size' must be one of 'tiny', 'small', 'full', got 'huge'"):
-        load_config(PipelineConfig, None, ["corpus.size=huge"])
-
-
-def test_pipeline_config_unknown_baseline_fails_naming_it():
-    with pytest.raises(ConfigError) as err:
-        load_config(PipelineConfig, None, ["evaluation.models=[bm25,nope]"])
-    assert str(err.value) == "unknown baseline 'nope' in evaluation.models; allowed: bm25, random"
-
-
-def test_pipeline_config_validates_the_corpus_section():
-    with pytest.raises(ConfigError, match="'candidates_per_query' must be ≥ 4"):
-        load_config(PipelineConfig, None, ["corpus.candidates_per_query=3"])
 
 
 def test_evaluate_config_from_yaml_and_overrides(tmp_path):

@@ -14,6 +14,7 @@ from jobs._args import parse
 from disranker.config import ConfigError, load_config
 from disranker.evaluation.evaluate import EvaluateConfig
 from disranker.pipeline import PipelineConfig
+from disranker.pipeline import runner as pipeline_runner
 
 CONFIGS = Path(jobs.evaluate.__file__).parent / "configs"
 
@@ -96,5 +97,13 @@ def test_shipped_evaluate_configs_load(name):
 
 
 @pytest.mark.parametrize("name", ["demo.yaml", "pipeline_smoke.yaml"])
-def test_shipped_pipeline_configs_load(name):
-    assert load_config(PipelineConfig, CONFIGS / name).evaluation.models == ["bm25", "random"]
+def test_shipped_pipeline_configs_load_with_every_stage_config(name, tmp_path):
+    config = load_config(PipelineConfig, CONFIGS / name, [f"output_dir={tmp_path}"])
+    dirs = {split: str(tmp_path / "samples" / split) for split in ("pool", "dev", "test")}
+    stages = pipeline_runner._stage_configs(config, str(tmp_path / "corpus"), dirs, labels_only_queries=5)
+    assert stages["teacher_sft"].model.spec == str(tmp_path / "teacher" / "cpt")
+    assert stages["label"].teacher.spec == str(tmp_path / "teacher" / "sft")
+    assert stages["student"].data.labels == str(tmp_path / "labels")
+    assert stages["student_labels_only"].mode == "labels_only"
+    assert stages["student_labels_only"].data.max_queries == 5
+    assert [m.name for m in stages["compare"].models][-1] == "student_distilled"

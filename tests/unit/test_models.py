@@ -54,7 +54,9 @@ def student(student_dir):
 
 @pytest.fixture(scope="module")
 def teacher(teacher_dir):
-    return load_teacher_scorer(teacher_dir)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)  # the causal-LM folder gets a fresh score head: seed it so its scores are reproducible
+        return load_teacher_scorer(teacher_dir)
 
 
 @pytest.mark.parametrize("build", [build_tiny_student, build_tiny_teacher])
@@ -166,9 +168,17 @@ def test_encode_cpt_masks_the_prompt_and_ends_in_eos(teacher):
     assert prompt_len > 0 and full["labels"][:prompt_len] == [-100] * prompt_len
     assert full["labels"][prompt_len:] == full["input_ids"][prompt_len:]
     assert full["input_ids"][-1] == tokenizer.eos_token_id
-    cut = encode_cpt(tokenizer, "a dog", "dog", LONG_SUMMARY, max_length=prompt_len + 5)
-    assert len(cut["input_ids"]) == prompt_len + 5 and cut["input_ids"][-1] == tokenizer.eos_token_id
+    cut = encode_cpt(tokenizer, "a dog", "dog", LONG_SUMMARY, max_length=prompt_len * 2)
+    assert len(cut["input_ids"]) == prompt_len * 2 and cut["input_ids"][-1] == tokenizer.eos_token_id
     assert cut["input_ids"][:prompt_len] == full["input_ids"][:prompt_len]
+
+
+def test_encode_cpt_cuts_a_long_query_so_the_example_keeps_a_target(teacher):
+    tokenizer = teacher[1]
+    example = encode_cpt(tokenizer, LONG_SUMMARY, "dog", "the dog barked", max_length=16)
+    assert len(example["input_ids"]) == 16 and example["input_ids"][-1] == tokenizer.eos_token_id
+    assert example["labels"][:12] == [-100] * 12  # the prompt, cut to 3/4 of max_length
+    assert all(label != -100 for label in example["labels"][12:])
 
 
 def test_encode_teacher_keeps_eos_last_under_truncation(teacher):

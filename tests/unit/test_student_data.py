@@ -1,4 +1,5 @@
-"""Query groups of the distillation loader: every row once per epoch, one query per group, a fixed order per seed."""
+"""The distillation loader: query groups (every row once per epoch, one query per group, a fixed order per seed) and
+the training table (a labeling output folder is read through its labels/ shards only)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from disranker.student.data import QueryGroups
+from disranker.data import io, schemas
+from disranker.data.validate import rejected_table
+from disranker.student.data import QueryGroups, read_training_table
 
 
 def table(sizes: list[int]) -> pa.Table:
@@ -45,3 +48,30 @@ def test_steps_per_epoch_drops_the_remainder_and_rejects_too_little_data():
     assert data.steps_per_epoch(world_size=2) == 1  # 7 groups, 4 per step
     with pytest.raises(ValueError, match="cannot fill one step"):
         data.steps_per_epoch(world_size=4)
+
+
+def labels_rows(query_ids: list[str]) -> pa.Table:
+    n = len(query_ids)
+    return pa.table(
+        {
+            "query_id": query_ids,
+            "query": ["q"] * n,
+            "doc_id": [f"d{i}" for i in range(n)],
+            "title": ["t"] * n,
+            "summary": ["s"] * n,
+            "teacher_score": pa.array([float(i) for i in range(n)], pa.float32()),
+            "teacher": ["sft:abc"] * n,
+        },
+        schema=schemas.LABELS,
+    )
+
+
+def test_a_labeling_output_folder_is_read_without_its_rejected_shards(tmp_path):
+    io.write_table(labels_rows(["a", "a", "b"]), tmp_path / "labels" / "part-0.parquet")
+    bad = pa.table({"query_id": ["c"], "doc_id": ["x"]})
+    io.write_table(
+        rejected_table(bad, "labels", {0: "missing field 'query'"}), tmp_path / "rejected" / "part-0.parquet"
+    )
+    table = read_training_table(str(tmp_path), "labels")
+    assert table.num_rows == 3 and set(table["query_id"].to_pylist()) == {"a", "b"}
+    assert read_training_table(str(tmp_path), "labels", max_queries=1)["query_id"].to_pylist() == ["a", "a"]

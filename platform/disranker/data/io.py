@@ -25,6 +25,19 @@ def resolve(uri: str | Path) -> tuple[pafs.FileSystem, str]:
     return pafs.LocalFileSystem(), str(Path(text).expanduser().resolve())
 
 
+def absolute(uri: str) -> str:
+    """A relative local path made absolute; URIs, ``packaged:`` specs and empty strings unchanged. Ray workers run in
+    another directory, so a relative path must become absolute before it travels to them."""
+    if not uri or "://" in uri or uri.startswith("packaged:"):
+        return uri
+    return str(Path(uri).expanduser().resolve())
+
+
+def absolute_model_spec(spec: str) -> str:
+    """``absolute`` for a model spec that is a local folder; a hub id such as ``org/name`` is left as it is."""
+    return absolute(spec) if spec and "://" not in spec and Path(spec).expanduser().exists() else spec
+
+
 def exists(uri: str | Path) -> bool:
     fs, path = resolve(uri)
     return fs.get_file_info(path).type != pafs.FileType.NotFound
@@ -71,12 +84,17 @@ def write_table(table: pa.Table, uri: str | Path) -> str:
 
 
 def write_json(obj: Any, uri: str | Path) -> str:
+    return write_text(json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n", uri)
+
+
+def write_text(text: str, uri: str | Path) -> str:
+    """Write ``text`` (UTF-8) atomically: temporary name, then rename."""
     fs, path = resolve(uri)
     parent = path.rsplit("/", 1)[0]
     fs.create_dir(parent, recursive=True)
-    tmp = f"{parent}/.tmp-{uuid.uuid4().hex}.json"
+    tmp = f"{parent}/.tmp-{uuid.uuid4().hex}{Path(path).suffix}"
     with fs.open_output_stream(tmp) as out:
-        out.write((json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n").encode())
+        out.write(text.encode())
     fs.move(tmp, path)
     return str(uri)
 

@@ -37,6 +37,10 @@ def run(config: LabelConfig) -> str:
     """Label every pool row not yet in a complete shard; returns ``config.output_dir``."""
     if config.build_missing_inputs:
         build_missing_inputs(config.pool, config.teacher.spec)
+    teacher = dataclasses.replace(config.teacher, spec=io.absolute_model_spec(config.teacher.spec))
+    config = dataclasses.replace(
+        config, pool=io.absolute(config.pool), output_dir=io.absolute(config.output_dir), teacher=teacher
+    )
     _check_teacher_head(config.teacher.spec)
     teacher_id = teacher_identity(config.teacher.spec, config.teacher.id)
     shards = shard_plan.plan_shards(config.pool, config.rows_per_shard)

@@ -63,18 +63,22 @@ def encode_teacher(
     return {"input_ids": ids, "attention_mask": [[1] * len(row) for row in ids]}
 
 
+CPT_PROMPT_SHARE = 0.75  # at most this share of a CPT example's tokens is prompt
+
+
 def encode_cpt(tokenizer, query: str, title: str, summary: str, max_length: int = TEACHER_MAX_LENGTH) -> dict:
     """Token ids and labels of one CPT example: the prompt's labels are -100, so only the target carries loss.
 
-    The prompt is kept whole; the target is cut to fit and always ends in EOS."""
+    The target is cut to fit and always ends in EOS. A prompt (a long query) over ``CPT_PROMPT_SHARE`` of
+    ``max_length`` is cut to that share, so one long query leaves its example a target instead of failing the run."""
     if tokenizer.eos_token_id is None:
         raise ValueError("the teacher tokenizer has no eos_token: CPT targets end in EOS")
+    if max_length < 4:
+        raise ValueError(f"max_length={max_length} leaves no room for a CPT prompt and target")
     prompt = tokenizer(cpt_prompt(query), add_special_tokens=True)["input_ids"]
+    prompt = prompt[: int(max_length * CPT_PROMPT_SHARE)]
     target = tokenizer(cpt_target(title, summary), add_special_tokens=False)["input_ids"]
-    room = max_length - len(prompt) - 1
-    if room < 1:
-        raise ValueError(f"the CPT prompt alone takes {len(prompt)} tokens; max_length={max_length} leaves no target")
-    target = target[:room] + [tokenizer.eos_token_id]
+    target = target[: max_length - len(prompt) - 1] + [tokenizer.eos_token_id]
     return {
         "input_ids": prompt + target,
         "attention_mask": [1] * (len(prompt) + len(target)),

@@ -23,6 +23,7 @@ import torch
 
 from disranker.data import io
 from disranker.data.validate import validate_table
+from disranker.labeling.shards import LABELS_DIR
 from disranker.models.text import encode_student
 
 
@@ -110,7 +111,12 @@ class QueryGroups:
 
 
 def read_training_table(uri: str, contract: str, max_queries: int | None = None) -> pa.Table:
-    """The rows of ``uri`` that keep ``contract`` (labels or judgments), optionally only its first ``max_queries``."""
+    """The rows of ``uri`` that keep ``contract`` (labels or judgments), optionally only its first ``max_queries``.
+
+    A labeling output folder holds ``labels/`` and ``rejected/`` shards side by side: only ``labels/`` is read."""
+    labels_dir = io.join(uri, LABELS_DIR)
+    if contract == "labels" and io.exists(labels_dir):
+        uri = labels_dir
     table = validate_table(io.read_table(uri), contract).valid
     if max_queries is not None:
         query_ids = table["query_id"].to_numpy(zero_copy_only=False)

@@ -39,19 +39,11 @@ def prepare_inputs(config: DistillConfig) -> DistillConfig:
             write_tiny_teacher_labels(io.join(corpus, "pool.parquet"), data.labels, data.tiny_teacher)
     if config.student.build_tiny and not (Path(config.student.model) / "config.json").is_file():
         build_tiny_student(config.student.model)
-    # Ray workers run in another directory: relative local paths must become absolute before they travel.
     data = dataclasses.replace(
-        data, labels=_absolute(data.labels), judgments=_absolute(data.judgments), dev=_absolute(data.dev)
+        data, labels=io.absolute(data.labels), judgments=io.absolute(data.judgments), dev=io.absolute(data.dev)
     )
-    student = dataclasses.replace(config.student, model=_absolute(config.student.model))
-    return dataclasses.replace(config, data=data, student=student, output_dir=_absolute(config.output_dir))
-
-
-def _absolute(path: str) -> str:
-    """A relative local path made absolute; URIs, ``packaged:`` specs and empty strings unchanged."""
-    if not path or "://" in path or path.startswith("packaged:"):
-        return path
-    return str(Path(path).expanduser().resolve())
+    student = dataclasses.replace(config.student, model=io.absolute_model_spec(config.student.model))
+    return dataclasses.replace(config, data=data, student=student, output_dir=io.absolute(config.output_dir))
 
 
 def write_tiny_teacher_labels(pool_uri: str, labels_uri: str, teacher_dir: str, batch_size: int = 64) -> str:

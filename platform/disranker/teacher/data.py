@@ -40,7 +40,11 @@ def prepare_inputs(config: TeacherConfig) -> TeacherConfig:
         from disranker.models.loading import build_tiny_teacher
 
         build_tiny_teacher(config.model.spec)
-    return dataclasses.replace(config, data=data)
+    data = dataclasses.replace(
+        data, clicks=io.absolute(data.clicks), train=io.absolute(data.train), dev=io.absolute(data.dev)
+    )
+    model = dataclasses.replace(config.model, spec=io.absolute_model_spec(config.model.spec))
+    return dataclasses.replace(config, data=data, model=model, output_dir=io.absolute(config.output_dir))
 
 
 def shard(items: list, rank: int, world_size: int) -> list:
