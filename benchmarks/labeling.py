@@ -1,0 +1,312 @@
+"""Labeling throughput: a one-process transformers loop vs the labeling stage on Ray Data (1 and 2 actors) vs vLLM.
+
+Every mode scores the same pool slice (the first N rows of ``--pool``, file order) with the same teacher, at each of
+``--sizes`` (×10 apart, to show that memory stays flat):
+
+- ``loop``: the loop a user writes first (``naive_loop``): one process, default torch threads, batches in file order,
+  padded to the longest in each batch, ``torch.no_grad``;
+- ``ray-transformers``: ``disranker.labeling.run`` with 1 and 2 actors (``--actors``), fractional CPUs;
+- ``ray-vllm``: the same with ``backend=vllm``, 1 actor; skipped, with the reason, where ``import vllm`` fails.
+
+Each measurement runs in its own subprocess (no warm caches, no leftover Ray). pairs/s is end to end: for the loop,
+read + load the model + score + write; for Ray, the stage's ``run()`` (actor start and model loading included) on a
+Ray already up (``ray.init`` not counted, as on a cluster). Peak memory: the largest sum of RSS over the subprocess
+and all its descendants (Ray driver, GCS, raylet, workers; dashboard off), sampled with psutil every ``--sample-s``
+seconds; shared pages count in every process that maps them, so it is an upper bound. The load average at start and
+end goes into the JSON: on a shared machine other jobs' load moves every number. The default teacher is the real
+SmolLM2-135M with a seeded score head (as ``labeling.smoke`` does for the tiny model); ``--tiny`` for a quick check.
+
+    python benchmarks/labeling.py --sizes 30 300        # SmolLM2, ~11 min here; benchmarks/results/labeling.json
+    python benchmarks/labeling.py --tiny --sizes 20 200 --out /tmp/labeling_tiny.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import pyarrow.parquet as pq
+
+DEMO_POOL = "outputs/demo/corpus/pool.parquet"
+RESULTS = Path(__file__).parent / "results" / "labeling.json"
+READ_CPUS = 0.25  # what the stage keeps free for its read tasks (labeling.pipeline.READ_CPUS)
+
+
+def naive_loop(task: dict) -> dict:
+    """Deliberately naive: the loop a user writes first. Default torch threads, rows in file order (no length
+    sorting), each batch padded to its longest pair, ``torch.no_grad``. It only shares the text format with the stage
+    (``encode_teacher``), so the scores are the same and the speed difference is the stage's doing."""
+    import numpy as np
+    import pyarrow as pa
+    import torch
+
+    from disranker.models.loading import load_teacher_scorer
+    from disranker.models.text import encode_teacher
+
+    started = time.perf_counter()
+    pool = pq.read_table(task["pool"])
+    model, tokenizer = load_teacher_scorer(task["teacher"])
+    model.eval()
+    loaded = time.perf_counter()
+    queries, titles, summaries = (pool[name].to_pylist() for name in ("query", "title", "summary"))
+    scores, size = [], task["batch_size"]
+    with torch.no_grad():
+        for start in range(0, pool.num_rows, size):
+            rows = slice(start, start + size)
+            ids = encode_teacher(tokenizer, queries[rows], titles[rows], summaries[rows], max_length=task["max_length"])
+            batch = tokenizer.pad(ids, padding=True, padding_side="right", return_tensors="pt")
+            scores.append(model(**batch).logits[:, 0].numpy())
+    labels = pool.select(["query_id", "doc_id"]).append_column("teacher_score", pa.array(np.concatenate(scores)))
+    pq.write_table(labels, task["output"])
+    wall = time.perf_counter() - started
+    return {"wall_s": wall, "load_s": loaded - started, "torch_threads": torch.get_num_threads()}
+
+
+def ray_stage(task: dict) -> dict:
+    """The labeling stage, as a job would run it, on a fresh local Ray of ``--cpus`` CPUs."""
+    import ray
+
+    from disranker.labeling import LabelConfig, ScoringSection, TeacherSection, run
+    from disranker.runtime import ScalingSection
+
+    ray.init(num_cpus=task["cpus"], object_store_memory=500 * 1024**2, include_dashboard=False, log_to_driver=False)
+    config = LabelConfig(
+        pool=task["pool"],
+        output_dir=task["output"],
+        rows_per_shard=task["rows_per_shard"],
+        teacher=TeacherSection(spec=task["teacher"], batch_size=task["batch_size"], max_length=task["max_length"]),
+        scoring=ScoringSection(
+            backend=task["backend"], torch_threads=task["torch_threads"], rows_per_call=task["rows_per_shard"]
+        ),
+        scaling=ScalingSection(num_workers=task["actors"], cpus_per_worker=task["cpus_per_actor"]),
+    )
+    started = time.perf_counter()
+    run(config)
+    wall = time.perf_counter() - started
+    metrics = json.loads(Path(task["output"], "disranker.json").read_text())["metrics"]
+    ray.shutdown()
+    return {"wall_s": wall, "stage_pairs_per_s": metrics["pairs_per_s"], "rejected": metrics["rejected"]}
+
+
+def measure(task: dict, workdir: Path, sample_s: float) -> dict:
+    """Run one task in a subprocess; sample the RSS of its whole process tree until it exits."""
+    task_file, result_file, log_file = (workdir / f"{task['name']}.{ext}" for ext in ("task.json", "json", "log"))
+    task_file.write_text(json.dumps(task))
+    with open(log_file, "w") as log:
+        child = subprocess.Popen(
+            [sys.executable, __file__, "--child", str(task_file), str(result_file)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        peak = {"rss": 0, "processes": 0}
+        sampler = threading.Thread(target=_sample_tree, args=(child.pid, peak, sample_s), daemon=True)
+        sampler.start()
+        code = child.wait()
+        sampler.join()
+    if code != 0:
+        tail = log_file.read_text()[-3000:]
+        raise RuntimeError(f"{task['name']} failed (exit {code}); last lines of {log_file}:\n{tail}")
+    return {
+        **json.loads(result_file.read_text()),
+        "peak_rss_mb": round(peak["rss"] / 2**20),
+        "processes_at_peak": peak["processes"],
+    }
+
+
+def _sample_tree(pid: int, peak: dict, interval: float) -> None:
+    try:
+        root = psutil.Process(pid)
+        while root.is_running() and root.status() != psutil.STATUS_ZOMBIE:
+            total, count = 0, 0
+            for process in [root, *root.children(recursive=True)]:
+                try:
+                    total, count = total + process.memory_info().rss, count + 1
+                except psutil.NoSuchProcess:  # exited between listing and reading
+                    pass
+            if total > peak["rss"]:
+                peak.update(rss=total, processes=count)
+            time.sleep(interval)
+    except psutil.NoSuchProcess:
+        return
+
+
+def prepare_teacher(args: argparse.Namespace, workdir: Path) -> str:
+    """A *ForSequenceClassification folder every mode loads: tiny, given as is, or a seeded head on a causal LM."""
+    if args.tiny:
+        from disranker.labeling.smoke import build_tiny_scorer
+
+        return build_tiny_scorer(workdir / "teacher")
+    config = Path(args.teacher, "config.json")
+    if config.exists() and any(
+        a.endswith("ForSequenceClassification") for a in json.loads(config.read_text()).get("architectures") or []
+    ):
+        return args.teacher
+    import torch
+
+    from disranker.models.loading import load_teacher_scorer
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)  # a fixed head, so every mode and actor scores with the same weights
+        model, tokenizer = load_teacher_scorer(args.teacher)
+    model.save_pretrained(workdir / "teacher")
+    tokenizer.save_pretrained(workdir / "teacher")
+    return str(workdir / "teacher")
+
+
+def vllm_skip_reason() -> str | None:
+    """None when ``import vllm`` works in this interpreter, else the error it ends with."""
+    probe = subprocess.run([sys.executable, "-c", "import vllm"], capture_output=True, text=True, timeout=300)
+    if probe.returncode == 0:
+        return None
+    lines = (probe.stderr or probe.stdout).strip().splitlines()
+    return lines[-1] if lines else f"import vllm exited {probe.returncode}"
+
+
+def max_score_difference(loop_file: str, labels_dir: str) -> float:
+    """Largest |loop score - stage score| over the pairs: both modes must have done the same work."""
+    import pyarrow as pa
+
+    loop = pq.read_table(loop_file)
+    stage = pa.concat_tables(
+        [
+            pq.read_table(p, columns=["query_id", "doc_id", "teacher_score"])
+            for p in sorted(Path(labels_dir, "labels").glob("*.parquet"))
+        ]
+    )
+    joined = loop.join(stage, ["query_id", "doc_id"], right_suffix="_stage")
+    if joined.num_rows != loop.num_rows:
+        raise RuntimeError(f"{labels_dir}: {joined.num_rows} of {loop.num_rows} pairs labeled")
+    diff = joined["teacher_score"].to_numpy() - joined["teacher_score_stage"].to_numpy()
+    return float(abs(diff).max())
+
+
+def run_size(size: int, args: argparse.Namespace, teacher: str, workdir: Path, vllm_reason: str | None) -> list[dict]:
+    pool = workdir / f"pool-{size}.parquet"
+    table = pq.read_table(args.pool)
+    if table.num_rows < size:
+        raise SystemExit(f"{args.pool} has {table.num_rows} rows; --sizes asks for {size}")
+    pq.write_table(table.slice(0, size), pool)
+    common = {"pool": str(pool), "teacher": teacher, "batch_size": args.batch_size, "max_length": args.max_length}
+    cpus = len(os.sched_getaffinity(0))  # the cores this process may use (os.cpu_count ignores taskset)
+    modes = [("loop", None, 0)] + [("ray-transformers", "transformers", n) for n in args.actors]
+    modes += [("ray-vllm", "vllm", 1)]
+    rows = []
+    for mode, backend, actors in modes:
+        row = {"pairs": size, "mode": mode, "actors": actors or None}
+        if backend == "vllm" and vllm_reason:
+            print(f"  {mode}: skipped ({vllm_reason})", flush=True)
+            rows.append({**row, "skipped": vllm_reason})
+            continue
+        name = f"{mode}-{actors}-{size}"
+        task = {**common, "name": name, "mode": mode, "output": str(workdir / name)}
+        if backend:
+            # One shard per call, and several calls per actor: calls are spread evenly and the tail is short.
+            rows_per_shard = math.ceil(size / args.shards)
+            task.update(
+                backend=backend,
+                actors=actors,
+                cpus=cpus,
+                rows_per_shard=rows_per_shard,
+                cpus_per_actor=min(1.0, (cpus - READ_CPUS) / actors),
+                torch_threads=max(1, cpus // actors),
+            )
+        else:
+            task["output"] += ".parquet"
+        row.update(measure(task, workdir, args.sample_s))
+        row["pairs_per_s"] = round(size / row["wall_s"], 2)
+        if backend:
+            row["max_abs_diff_vs_loop"] = max_score_difference(rows[0]["output"], task["output"])
+        row["output"] = task["output"]
+        row["ratio_to_loop"] = round(row["pairs_per_s"] / rows[0]["pairs_per_s"], 2) if rows else 1.0
+        print(
+            f"  {mode} actors={actors}: {row['pairs_per_s']} pairs/s, ×{row['ratio_to_loop']}, "
+            f"peak {row['peak_rss_mb']} MB",
+            flush=True,
+        )
+        rows.append(row)
+    return rows
+
+
+def print_table(rows: list[dict]) -> None:
+    print(f"\n{'pairs':>6} {'mode':<17} {'actors':>6} {'pairs/s':>8} {'× loop':>7} {'peak RSS MB':>12} {'wall s':>7}")
+    for r in rows:
+        if "skipped" in r:
+            print(f"{r['pairs']:>6} {r['mode']:<17} {'':>6} skipped: {r['skipped'][:70]}")
+            continue
+        print(
+            f"{r['pairs']:>6} {r['mode']:<17} {r['actors'] or '-':>6} {r['pairs_per_s']:>8} "
+            f"{r['ratio_to_loop']:>7} {r['peak_rss_mb']:>12} {r['wall_s']:>7.1f}"
+        )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pool", default=DEMO_POOL, help="pool table; the first N rows are used (file order)")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[500, 5000], help="pairs per run (default ×10 apart)")
+    parser.add_argument(
+        "--teacher", default="packaged:smollm2", help="scorer folder, or a causal LM given a seeded head"
+    )
+    parser.add_argument("--tiny", action="store_true", help="the tiny teacher instead (a quick check)")
+    parser.add_argument("--actors", type=int, nargs="+", default=[1, 2], help="scoring actors of the Ray runs")
+    parser.add_argument("--batch-size", type=int, default=32, help="pairs per forward pass, all modes")
+    parser.add_argument("--max-length", type=int, default=256, help="tokens per pair, all modes")
+    parser.add_argument("--shards", type=int, default=10, help="shards (= actor calls) per pool, spread over actors")
+    parser.add_argument("--skip-vllm", action="store_true", help="skip the vLLM runs even where vllm imports")
+    parser.add_argument("--sample-s", type=float, default=0.2, help="memory sampling interval")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    if not Path(args.pool).exists():
+        raise SystemExit(f"no pool at {args.pool}: build it with `disranker data build-demo --size small`")
+
+    load_start = os.getloadavg()
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="bench-labeling-") as tmp:
+        workdir = Path(tmp)
+        teacher = prepare_teacher(args, workdir)
+        vllm_reason = "--skip-vllm" if args.skip_vllm else vllm_skip_reason()
+        rows = []
+        for size in args.sizes:
+            print(f"{size} pairs:", flush=True)
+            rows += run_size(size, args, teacher, workdir, vllm_reason)
+    for row in rows:
+        row.pop("output", None)
+    print_table(rows)
+    two = [r for r in rows if r["mode"] == "ray-transformers" and r["actors"] == 2]
+    goal = {str(r["pairs"]): r["ratio_to_loop"] >= 1.7 for r in two}
+    print(f"goal (2 actors ≥ 1.7× the loop) met per pool size: {goal}")
+    report = {
+        "command": " ".join(["python", "benchmarks/labeling.py", *(argv if argv is not None else sys.argv[1:])]),
+        "teacher": "tiny" if args.tiny else args.teacher,
+        "cpus": len(os.sched_getaffinity(0)),
+        "loadavg_start": load_start,
+        "loadavg_end": os.getloadavg(),
+        "total_s": round(time.perf_counter() - started, 1),
+        "memory": "peak of the summed RSS of the measurement's process tree (driver + Ray processes), psutil",
+        "goal_2_actors_1_7x_loop": goal,
+        "results": rows,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=1))
+    print(f"written to {args.out}")
+
+
+def child(task_file: str, result_file: str) -> None:
+    task = json.loads(Path(task_file).read_text())
+    result = naive_loop(task) if task["mode"] == "loop" else ray_stage(task)
+    Path(result_file).write_text(json.dumps(result))
+
+
+if __name__ == "__main__":  # the guard vLLM's spawned engine needs
+    if len(sys.argv) == 4 and sys.argv[1] == "--child":
+        child(sys.argv[2], sys.argv[3])
+    else:
+        main()
