@@ -77,9 +77,14 @@ def _kill_head(temp_dir: str) -> None:
         time.sleep(0.5)
 
 
+LEAK_KEYS = ("RAY_ADDRESS", "RAY_AUTH_TOKEN", "RAY_AUTH_MODE")
+ENV_BEFORE_HEAD: dict[str, str | None] = {}  # filled by the ray_head fixture
+
+
 @pytest.fixture(scope="module")
 def ray_head():
     """A 2-CPU ``ray start --head`` on 127.0.0.1 with token auth; yields (dashboard URL, token)."""
+    ENV_BEFORE_HEAD.update({k: os.environ.get(k) for k in LEAK_KEYS})
     temp_dir = tempfile.mkdtemp(prefix="rayjob-", dir="/tmp")  # short: Ray's socket paths live below it
     token = secrets.token_hex(32)
     gcs, dashboard, client, agent_http, agent_grpc, metrics, runtime_env, node_manager, object_manager = _free_ports(9)
@@ -177,4 +182,6 @@ def test_label_pool_job_runs_on_a_cluster_from_working_dir_and_py_modules(ray_he
 
 
 def test_no_ray_address_leaks_into_this_process(ray_head):
-    assert not {k for k in os.environ if k in ("RAY_ADDRESS", "RAY_AUTH_TOKEN", "RAY_AUTH_MODE")}
+    # The head's address and token go only to its own processes. Compared with what this process had before the head
+    # started, not with nothing: an earlier test's ray.init() may have set RAY_AUTH_MODE here already.
+    assert {k: os.environ.get(k) for k in LEAK_KEYS} == ENV_BEFORE_HEAD
