@@ -131,6 +131,8 @@ def train_loop_per_worker(loop_config: dict) -> None:
         state["resumed_from_steps"].append(state["step"])
     resumed = checkpoint is not None
     model = ray.train.torch.prepare_model(model)
+    # prepare_model wraps in DDP only with more than one worker: `plain` is the bare model either way.
+    plain = getattr(model, "module", model)
     device = ray.train.torch.get_device()
     dev = _read_dev(config) if rank == 0 else None
     step = state["step"]
@@ -160,14 +162,14 @@ def train_loop_per_worker(loop_config: dict) -> None:
                 running.zero_()
             epoch_done = step == total_steps or step == (epoch + 1) * steps_per_epoch
             if epoch_done and dev is not None:
-                state["dev"].append({"epoch": epoch, "step": step, **_evaluate(model.module, tokenizer, dev, config)})
+                state["dev"].append({"epoch": epoch, "step": step, **_evaluate(plain, tokenizer, dev, config)})
                 value = state["dev"][-1][train.select_metric]
                 if state["best"] is None or value > state["best"]["value"]:
                     state["best"] = {"epoch": epoch, "step": step, "metric": train.select_metric, "value": value}
-                    best_weights = {k: v.detach().cpu().clone() for k, v in model.module.state_dict().items()}
+                    best_weights = {k: v.detach().cpu().clone() for k, v in plain.state_dict().items()}
             if epoch_done or step % config.run.checkpoint_every_steps == 0:
                 state["step"] = step
-                _report(state, model.module, tokenizer, optimizer, scheduler, best_weights, rank)
+                _report(state, plain, tokenizer, optimizer, scheduler, best_weights, rank)
 
 
 def _loss(model, batch, loss_cfg: LossSection, device, seed: int) -> losses.DistillLoss:
