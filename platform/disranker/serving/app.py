@@ -1,8 +1,9 @@
 """The ranking endpoint: a FastAPI ingress on a Ray Serve deployment that batches (query, document) pairs.
 
 Routes: ``POST /rank``, ``GET /healthz`` (no auth: load balancers and KubeRay probe it), ``GET /info`` (model id,
-lineage, limits, batching knobs and this replica's counters). When ``DISRANKER_API_TOKEN`` is set in the replica's
-environment, /rank and /info need ``Authorization: Bearer <token>`` (401 otherwise).
+lineage, runtime (torch, or onnx-int8 with its agreement check), limits, batching knobs and this replica's counters).
+When ``DISRANKER_API_TOKEN`` is set in the replica's environment, /rank and /info need
+``Authorization: Bearer <token>`` (401 otherwise).
 
 Every pair of every request goes through one ``@serve.batch`` queue, so concurrent requests share model calls; its
 size and wait come from ``user_config`` and change on running replicas through ``reconfigure()``. Replicas scale
@@ -24,7 +25,7 @@ from ray.serve import Application
 
 from disranker.serving.config import BatchingArgs, LocalServe, RankerArgs
 from disranker.serving.schemas import RequestError, parse_rank_request, rank_documents
-from disranker.serving.scorer import PairScorer
+from disranker.serving.scorer import load_scorer
 
 TOKEN_ENV = "DISRANKER_API_TOKEN"
 
@@ -57,7 +58,7 @@ async def _read_body(request: Request, limit: int) -> bytes:
 class Ranker:
     def __init__(self, args: dict):
         self.args = RankerArgs.model_validate(args)
-        self.scorer = PairScorer.load(self.args)
+        self.scorer = load_scorer(self.args)
         self.token = os.environ.get(TOKEN_ENV) or None
         self.counters = {"requests": 0, "batches": 0, "pairs": 0}
 
@@ -101,6 +102,8 @@ class Ranker:
             "model": self.scorer.model_id,
             "model_spec": self.args.model,
             "lineage": self.scorer.lineage,
+            # torch or onnx-int8, and for onnx-int8 the agreement check against torch (numbers, source, reason).
+            "runtime": self.scorer.runtime,
             "max_length": self.args.max_length,
             "max_documents": self.args.max_documents,
             "max_body_bytes": self.args.max_body_bytes,

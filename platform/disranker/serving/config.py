@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -50,10 +50,28 @@ class AutoscalingArgs(_Strict):
         return self
 
 
+class OnnxArgs(_Strict):
+    """``runtime: onnx-int8``: the student exported to ONNX with int8 weights, served only when a check at replica
+    start shows it ranks like the torch model (``serving.onnx_runtime``); otherwise the replica serves torch and
+    /info says why.
+
+    The check scores the same pairs with both runtimes: from ``check_judgments`` when given; else from the dev split
+    recorded in the student's lineage (``disranker.json`` → ``config.data.dev``) when it can be read; else from a
+    built-in set of synthetic pairs (deterministic word salad, 16 queries x 20 documents), which /info names as such.
+    """
+
+    check_judgments: str | None = None  # Parquet table or URI with query_id, query, doc_id, title, summary
+    check_max_queries: int = Field(50, ge=1)  # the check table's first N queries, each with all its documents
+    min_spearman: float = Field(0.99, ge=-1, le=1)  # rank correlation of the two runtimes' scores over all pairs
+    min_top10_agreement: float = Field(0.9, ge=0, le=1)  # mean over queries of |top-10 torch ∩ top-10 onnx| / 10
+    cache_dir: str | None = None  # where exported graphs are kept; None: $DISRANKER_CACHE/models/onnx
+
+
 class RankerArgs(_Strict):
     """The ranking application's arguments (the ``args`` of its Serve config)."""
 
     model: str = "packaged:minilm"  # student spec: local HF folder, URI (s3://…) or packaged:minilm
+    runtime: Literal["torch", "onnx-int8"] = "torch"  # onnx-int8 needs `pip install 'disranker[onnx]'`
     max_length: int = Field(STUDENT_MAX_LENGTH, ge=8)  # tokens per pair; the document side is truncated to fit
     forward_batch_size: int = Field(32, ge=1)  # pairs per forward pass inside one batch (length-sorted)
     torch_threads: int | None = Field(None, ge=1)  # intra-op threads per replica; None: match num_cpus
@@ -63,6 +81,7 @@ class RankerArgs(_Strict):
     max_ongoing_requests: int = Field(16, ge=1)  # requests one replica accepts at once; more wait in the proxy
     batching: BatchingArgs = BatchingArgs()
     autoscaling: AutoscalingArgs = AutoscalingArgs()
+    onnx: OnnxArgs = OnnxArgs()  # used when runtime is onnx-int8
 
     def threads(self) -> int:
         return self.torch_threads or max(1, int(self.num_cpus))

@@ -1,7 +1,9 @@
 """The student as the endpoint uses it: loaded once per replica, scoring pairs, and telling which documents it cut.
 
 Scoring is ``disranker.models.loading.score_pairs_student`` (inference mode, length-sorted batches, the input order
-restored), so the endpoint's scores equal the ones evaluation computes for the same folder.
+restored), so the endpoint's scores equal the ones evaluation computes for the same folder. ``load_scorer`` is what
+a replica calls: with ``runtime: onnx-int8`` it may return ``serving.onnx_runtime.OnnxScorer`` instead, which has
+this class's interface; ``scorer.runtime`` says which runtime serves and why.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ class PairScorer:
     lineage: dict | None
     max_length: int
     forward_batch_size: int
+    # Which runtime serves and, for onnx-int8, the agreement check's numbers and outcome (shown by /info).
+    runtime: dict = field(default_factory=lambda: {"requested": "torch", "active": "torch"})
     pair_specials: int = field(init=False)  # [CLS] q [SEP] d [SEP] → 3 for BERT
 
     def __post_init__(self) -> None:
@@ -74,3 +78,14 @@ class PairScorer:
             batch_size=self.forward_batch_size,
             max_length=self.max_length,
         )
+
+
+def load_scorer(args: RankerArgs) -> PairScorer:
+    """The replica's scorer for ``args.runtime``: the torch student, or its int8 ONNX graph once checked against it."""
+    scorer = PairScorer.load(args)
+    if args.runtime == "torch":
+        return scorer
+    # Imported here: onnx_runtime builds on this module (its OnnxScorer is a PairScorer).
+    from disranker.serving.onnx_runtime import load_checked_scorer
+
+    return load_checked_scorer(scorer, args)
