@@ -29,7 +29,6 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import torch
 
 from disranker import lineage
@@ -39,21 +38,13 @@ from disranker.evaluation.baselines import bm25_scores
 from disranker.evaluation.metrics import evaluate_rankings
 from disranker.evaluation.report import metrics_table
 from disranker.models.loading import load_teacher_scorer, score_pairs_teacher
+from disranker.pipeline.samples import sample_queries
 from disranker.teacher import train
 from disranker.teacher.config import TeacherConfig
 
 BASE_MODEL = "packaged:smollm2"
 MRR_MIN_LABEL = 4  # the demo corpus' exact answer
 COLUMNS = ("pnr", "ndcg@10", "mrr@10", "n_queries", "n_pairs")
-
-
-def sample_queries(table: pa.Table, n_queries: int | None, seed: int) -> pa.Table:
-    """All rows of ``n_queries`` distinct queries drawn with ``seed`` (the whole table when None)."""
-    query_ids = sorted(set(table["query_id"].to_pylist()))
-    if n_queries is None or n_queries >= len(query_ids):
-        return table
-    chosen = np.random.default_rng(seed).choice(query_ids, size=n_queries, replace=False)
-    return table.filter(pc.is_in(table["query_id"], pa.array(chosen.tolist())))
 
 
 def evaluate(table: pa.Table, scores: np.ndarray) -> dict:
