@@ -40,7 +40,7 @@ SCORED = [
 
 COMMAND_OPTIONS = {
     ("evaluate",): ["--config", "--judgments", "--scores", "--out", "--model", "--mrr-min-label", "overrides"],
-    ("pipeline",): ["--config", "overrides"],
+    ("pipeline",): ["--config", "--size", "overrides"],
     ("distill",): ["--config", "overrides"],
     ("evaluate-models",): ["--config", "overrides"],
     ("serve",): ["--config", "overrides"],

@@ -8,7 +8,7 @@ import pytest
 from disranker import lineage
 from disranker.config import ConfigError, load_config
 from disranker.data import io
-from disranker.pipeline import PipelineConfig, samples
+from disranker.pipeline import SIZE_CONFIGS, PipelineConfig, config_for_size, samples
 from disranker.pipeline.config import load_stage
 
 
@@ -48,6 +48,20 @@ def test_a_bad_key_in_a_stage_override_names_the_stage_and_its_file():
 def test_samples_must_be_positive_or_null():
     with pytest.raises(ConfigError, match="'samples.test_queries' must be ≥ 1 or null"):
         load_config(PipelineConfig, None, ["samples.test_queries=0"])
+
+
+@pytest.mark.parametrize("size", sorted(SIZE_CONFIGS))
+def test_each_size_names_a_pipeline_file_that_loads(size):
+    config = load_config(PipelineConfig, config_for_size(size, None), [])
+    assert config.corpus.size == {"tiny": "tiny", "demo": "small"}[size]
+
+
+def test_size_and_config_together_or_an_unknown_size_are_errors():
+    assert config_for_size(None, "my.yaml") == "my.yaml"
+    with pytest.raises(ConfigError, match="give --config or --size, not both"):
+        config_for_size("tiny", "my.yaml")
+    with pytest.raises(ConfigError, match="--size 'huge': expected one of tiny, demo"):
+        config_for_size("huge", None)
 
 
 def judgments(n_queries: int, docs: int) -> pa.Table:

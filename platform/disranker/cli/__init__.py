@@ -54,11 +54,20 @@ def evaluate(
 
 
 @app.command("pipeline")
-def pipeline(config: ConfigOption = None, overrides: Overrides = None) -> None:
+def pipeline(
+    config: ConfigOption = None,
+    overrides: Overrides = None,
+    size: Annotated[str | None, typer.Option(help="tiny (a few minutes) or demo (the real models): picks the config.")] = None,
+) -> None:
     """Run every stage in order on the embedded defaults and print the comparison table."""
     from disranker import pipeline as main_job
 
-    typer.echo(main_job.run(load_stage_config(main_job.PipelineConfig, config, overrides)).summary())
+    try:
+        path = main_job.config_for_size(size, None if config is None else str(config))
+    except ConfigError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    cfg = load_stage_config(main_job.PipelineConfig, None if path is None else Path(path), overrides)
+    typer.echo(main_job.run(cfg).summary())
 
 
 @app.command("train-teacher")

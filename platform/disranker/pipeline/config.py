@@ -70,6 +70,24 @@ class SampleSection:
                 raise ConfigError(f"'samples.{key}' must be ≥ 1 or null (all queries)")
 
 
+# `--size` picks one of these pipeline files (relative to the repository root, like the stage files they name).
+SIZE_CONFIGS: dict[str, str] = {
+    "tiny": "jobs/configs/pipeline_smoke.yaml",  # tiny random models and corpus: every stage in a few minutes
+    "demo": "jobs/configs/demo.yaml",  # the packaged real models on the small corpus, sized for 2 CPU cores
+}
+
+
+def config_for_size(size: str | None, config: str | None) -> str | None:
+    """The pipeline file to load: ``config`` as given, or the one ``size`` names; both at once is an error."""
+    if size is None:
+        return config
+    if config is not None:
+        raise ConfigError(f"give --config or --size, not both (--size {size} means --config {SIZE_CONFIGS.get(size)})")
+    if size not in SIZE_CONFIGS:
+        raise ConfigError(f"--size {size!r}: expected one of {', '.join(SIZE_CONFIGS)}")
+    return SIZE_CONFIGS[size]
+
+
 # The stage file each entry reads when its `config` is left empty.
 DEFAULT_STAGE_FILES: dict[str, str] = {
     "teacher_cpt": "jobs/configs/teacher_cpt.yaml",
