@@ -109,6 +109,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--variants", nargs="+", default=[v[0] for v in VARIANTS], choices=[v[0] for v in VARIANTS])
     parser.add_argument("--test", help="test judgments; default: the config's demo corpus test split")
     parser.add_argument("--teacher", help="teacher *ForSequenceClassification folder: adds its row and % of it")
+    parser.add_argument("--teacher-max-length", type=int, default=TEACHER_MAX_LENGTH, help="as the labels were scored")
     parser.add_argument("--work-dir", default="outputs/ablation", help="one student folder per variant and seed")
     parser.add_argument("--out", default="benchmarks/results/distill_ablation.json")
     args = parser.parse_args(argv)
@@ -133,7 +134,9 @@ def main(argv: list[str] | None = None) -> None:
     teacher = None
     if args.teacher:
         judgments = validate_table(io.read_table(test_uri), "judgments").valid
-        teacher = score_split(judgments, args.teacher, "teacher", base.training.eval_batch_size, TEACHER_MAX_LENGTH)
+        teacher = score_split(
+            judgments, args.teacher, "teacher", base.training.eval_batch_size, args.teacher_max_length
+        )
 
     print(table(results, teacher))
     report = {

@@ -6,6 +6,12 @@ same pairs with ``CrossEncoder.predict`` (same weights, same max_length) and rep
 agreement. Writes everything to ``--out`` as JSON.
 
     python benchmarks/serve_load.py --requests 24 --concurrency 1 4 8 --out outputs/bench/serve_load.json
+    # the int8 ONNX runtime of a trained student, checked against torch on the demo dev split at replica start:
+    python benchmarks/serve_load.py --model outputs/demo/student --runtime onnx-int8 \
+        --check-judgments outputs/demo/corpus/judgments/dev.parquet
+
+With ``--runtime onnx-int8`` the JSON also holds the replica's check (``/info``'s runtime): which runtime served and
+the int8-vs-torch agreement it measured; the CrossEncoder baseline always runs the torch weights.
 """
 
 from __future__ import annotations
@@ -86,6 +92,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--replicas", type=int, default=1, help="fixed replica count (min = max)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads per replica and for the baseline")
     parser.add_argument("--max-length", type=int, default=256)
+    parser.add_argument("--runtime", choices=["torch", "onnx-int8"], default="torch", help="the endpoint's runtime")
+    parser.add_argument("--check-judgments", help="onnx-int8: judgments the replica checks int8 against torch on")
     parser.add_argument("--out", default="outputs/bench/serve_load.json")
     args = parser.parse_args(argv)
 
@@ -110,6 +118,8 @@ def main(argv: list[str] | None = None) -> None:
             "num_cpus": 1,
             "max_ongoing_requests": max(args.concurrency) * 2,
             "autoscaling": {"min_replicas": args.replicas, "max_replicas": args.replicas},
+            "runtime": args.runtime,
+            "onnx": {"check_judgments": args.check_judgments},
         }
     )
     with socket.socket() as sock:
@@ -123,6 +133,7 @@ def main(argv: list[str] | None = None) -> None:
         load_level(url, make_requests(2, args.docs, seed=99), 1)  # warm-up
         levels = [load_level(url, make_requests(args.requests, args.docs), c) for c in args.concurrency]
         served = requests.post(f"{url}/rank", json=make_requests(1, args.docs)[0], timeout=300).json()
+        runtime = requests.get(f"{url}/info", timeout=60).json().get("runtime")
     finally:
         serve.shutdown()
         ray.shutdown()
@@ -139,6 +150,7 @@ def main(argv: list[str] | None = None) -> None:
     print(
         f"model {args.model}, {args.docs} docs/request, {args.requests} requests per level, {args.replicas} replica(s)"
     )
+    print(f"runtime: {runtime}")
     print(f"{'concurrency':>11} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'req/s':>7} {'pairs/s':>8}")
     for level in levels:
         print(
@@ -150,7 +162,16 @@ def main(argv: list[str] | None = None) -> None:
     print(f"endpoint best / CrossEncoder: {best / baseline['pairs_per_s']:.2f}x; agreement {agreement}")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(
-        json.dumps({"args": vars(args), "levels": levels, "cross_encoder": baseline, "agreement": agreement}, indent=1)
+        json.dumps(
+            {
+                "args": vars(args),
+                "runtime": runtime,
+                "levels": levels,
+                "cross_encoder": baseline,
+                "agreement": agreement,
+            },
+            indent=1,
+        )
     )
 
 

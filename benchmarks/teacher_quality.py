@@ -14,8 +14,9 @@ finished stage is skipped on a rerun with the same settings. Each run is one epo
 few pairs per second on a small CPU; the dev sample is what SFT evaluates at the end of its epoch. Wall time per phase
 and the machine (cores, torch threads, load average) go into the JSON beside the metrics.
 
-    python benchmarks/teacher_quality.py --cpt-steps 20 --sft-steps 30 --workers 1 --cpus-per-worker 2 \
-        --group-size 4 --max-length 64 --cpt-max-length 128 --test-queries 20 --dev-queries 8
+    # the README's run (the demo pipeline's teacher settings; about 15 minutes on 2 cores):
+    python benchmarks/teacher_quality.py --cpt-steps 20 --sft-steps 40 --group-size 8 --max-length 96 \
+        --cpt-max-length 96 --test-queries 60 --dev-queries 10
 """
 
 from __future__ import annotations

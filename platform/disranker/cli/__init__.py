@@ -57,7 +57,7 @@ def evaluate(
 def pipeline(
     config: ConfigOption = None,
     overrides: Overrides = None,
-    size: Annotated[str | None, typer.Option(help="tiny (a few minutes) or demo (the real models): picks the config.")] = None,
+    size: Annotated[str | None, typer.Option(help="tiny (minutes) or demo (real models): names the config.")] = None,
 ) -> None:
     """Run every stage in order on the embedded defaults and print the comparison table."""
     from disranker import pipeline as main_job
