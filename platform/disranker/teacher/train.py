@@ -104,9 +104,19 @@ def train_loop_per_worker(loop_config: dict) -> None:
     optimizer = torch.optim.AdamW(model.parameters(), lr=training.lr, weight_decay=training.weight_decay)
     scheduler = get_scheduler(training.schedule, optimizer, training.warmup_steps, total_steps)
     backend = make_backend(config, model, optimizer, scheduler)
-    device = ray.train.torch.get_device()
 
-    workdir = Path(tempfile.mkdtemp(prefix="teacher-"))
+    # Checkpoints are copied into the run's storage when reported; the local scratch (the best export between
+    # checkpoints) goes when the worker ends, so repeated runs do not fill the disk.
+    with tempfile.TemporaryDirectory(prefix="teacher-") as scratch:
+        _train(config, epochs, total_steps, backend, tokenizer, rank, world, Path(scratch))
+
+
+def _train(config, epochs, total_steps, backend, tokenizer, rank: int, world: int, workdir: Path) -> None:
+    """The step loop of one worker, checkpointing through ``ray.train.report`` from ``workdir`` (scratch)."""
+    import ray.train
+
+    training = config.training
+    device = ray.train.torch.get_device()
     export_dir = workdir / EXPORT
     state = {"step": 0, "losses": [], "dev": [], "best": None, "resumed_from_step": None}
     restored = ray.train.get_checkpoint()
@@ -127,7 +137,9 @@ def train_loop_per_worker(loop_config: dict) -> None:
                 shutil.copytree(export_dir, folder / EXPORT)
         saved = any(folder.iterdir())
         checkpoint = ray.train.Checkpoint.from_directory(str(folder)) if saved else None
-        ray.train.report({"step": state["step"], **extra_metrics}, checkpoint=checkpoint)
+        ray.train.report(
+            {"step": state["step"], **extra_metrics}, checkpoint=checkpoint, delete_local_checkpoint_after_upload=True
+        )
 
     first_epoch = state["step"] // epochs.steps_per_epoch
     for epoch in range(first_epoch, training.epochs):
