@@ -209,8 +209,11 @@ def run_size(size: int, args: argparse.Namespace, teacher: str, workdir: Path, v
         name = f"{mode}-{actors}-{size}"
         task = {**common, "name": name, "mode": mode, "output": str(workdir / name)}
         if backend:
-            # One shard per call, and several calls per actor: calls are spread evenly and the tail is short.
-            rows_per_shard = math.ceil(size / args.shards)
+            # One shard per call. The stage sorts a call's rows by length before batching them, so a call must hold
+            # several forward batches for the sort to pay: calls of up to --rows-per-call rows (the stage's default),
+            # at least one per actor so that every actor works.
+            shards = max(actors, math.ceil(size / args.rows_per_call))
+            rows_per_shard = math.ceil(size / shards)
             task.update(
                 backend=backend,
                 actors=actors,
@@ -259,7 +262,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--actors", type=int, nargs="+", default=[1, 2], help="scoring actors of the Ray runs")
     parser.add_argument("--batch-size", type=int, default=32, help="pairs per forward pass, all modes")
     parser.add_argument("--max-length", type=int, default=256, help="tokens per pair, all modes")
-    parser.add_argument("--shards", type=int, default=10, help="shards (= actor calls) per pool, spread over actors")
+    parser.add_argument(
+        "--rows-per-call", type=int, default=256, help="most rows per actor call (= shard); sorting is per call"
+    )
     parser.add_argument("--skip-vllm", action="store_true", help="skip the vLLM runs even where vllm imports")
     parser.add_argument("--sample-s", type=float, default=0.2, help="memory sampling interval")
     parser.add_argument("--out", type=Path, default=RESULTS)
