@@ -16,7 +16,7 @@ seconds; shared pages count in every process that maps them, so it is an upper b
 end goes into the JSON: on a shared machine other jobs' load moves every number. The default teacher is the real
 SmolLM2-135M with a seeded score head (as ``labeling.smoke`` does for the tiny model); ``--tiny`` for a quick check.
 
-    python benchmarks/labeling.py --sizes 30 300        # SmolLM2, ~11 min here; benchmarks/results/labeling.json
+    python benchmarks/labeling.py --sizes 200 2000      # SmolLM2, ~25 min here; benchmarks/results/labeling.json
     python benchmarks/labeling.py --tiny --sizes 20 200 --out /tmp/labeling_tiny.json
 """
 
