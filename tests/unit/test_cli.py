@@ -117,6 +117,31 @@ def test_command_help_exits_0_and_mentions_its_options(command):
         assert option in result.stdout
 
 
+def test_pipeline_refuses_size_with_config_before_running_anything(monkeypatch):
+    from disranker import pipeline
+
+    monkeypatch.setattr(pipeline, "run", lambda config: pytest.fail("the pipeline must not start"))
+    result = runner.invoke(app, ["pipeline", "--size", "tiny", "--config", "jobs/configs/demo.yaml"])
+    assert result.exit_code == 2
+    assert "give --config or --size, not both" in result.stderr
+    result = runner.invoke(app, ["pipeline", "--size", "huge"])
+    assert result.exit_code == 2 and "--size 'huge': expected one of tiny, demo" in result.stderr
+
+
+def test_pipeline_size_loads_the_named_config(monkeypatch):
+    from disranker import pipeline
+
+    class Finished:
+        def summary(self) -> str:
+            return "the table"
+
+    seen = []
+    monkeypatch.setattr(pipeline, "run", lambda config: seen.append(config) or Finished())
+    result = runner.invoke(app, ["pipeline", "--size", "tiny", "output_dir=/tmp/x"])
+    assert result.exit_code == 0 and result.stdout == "the table\n"
+    assert [(c.corpus.size, c.output_dir) for c in seen] == [("tiny", "/tmp/x")]  # pipeline_smoke.yaml + override
+
+
 def test_evaluate_prints_metrics_reports_the_bad_row_and_writes_it(tmp_path):
     judgments = write_judgments(tmp_path / "j.parquet", [*JUDGED, BAD_JUDGMENT])
     scores = write_scores(tmp_path / "s.parquet")

@@ -58,10 +58,11 @@ def test_each_size_names_a_pipeline_file_that_loads(size):
 
 def test_size_and_config_together_or_an_unknown_size_are_errors():
     assert config_for_size(None, "my.yaml") == "my.yaml"
-    with pytest.raises(ConfigError, match="give --config or --size, not both"):
+    with pytest.raises(ConfigError, match=r"not both \(--size tiny means --config jobs/configs/pipeline_smoke.yaml\)"):
         config_for_size("tiny", "my.yaml")
-    with pytest.raises(ConfigError, match="--size 'huge': expected one of tiny, demo"):
-        config_for_size("huge", None)
+    for config in (None, "my.yaml"):  # an unknown size is named as such, with or without --config
+        with pytest.raises(ConfigError, match="--size 'huge': expected one of tiny, demo"):
+            config_for_size("huge", config)
 
 
 def judgments(n_queries: int, docs: int) -> pa.Table:

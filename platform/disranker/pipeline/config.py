@@ -81,10 +81,10 @@ def config_for_size(size: str | None, config: str | None) -> str | None:
     """The pipeline file to load: ``config`` as given, or the one ``size`` names; both at once is an error."""
     if size is None:
         return config
-    if config is not None:
-        raise ConfigError(f"give --config or --size, not both (--size {size} means --config {SIZE_CONFIGS.get(size)})")
     if size not in SIZE_CONFIGS:
         raise ConfigError(f"--size {size!r}: expected one of {', '.join(SIZE_CONFIGS)}")
+    if config is not None:
+        raise ConfigError(f"give --config or --size, not both (--size {size} means --config {SIZE_CONFIGS[size]})")
     return SIZE_CONFIGS[size]
 
 
