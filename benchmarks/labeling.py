@@ -5,7 +5,9 @@ Every mode scores the same pool slice (the first N rows of ``--pool``, file orde
 
 - ``loop``: the loop a user writes first (``naive_loop``): one process, default torch threads, batches in file order,
   padded to the longest in each batch, ``torch.no_grad``;
-- ``ray-transformers``: ``disranker.labeling.run`` with 1 and 2 actors (``--actors``), fractional CPUs;
+- ``ray-transformers``: ``disranker.labeling.run`` with 1 and 2 actors (``--actors``), fractional CPUs, as the stage
+  runs by default: shards of 2,000 rows read in 256-row parts (one actor call each), the rows of a call sorted by
+  length, each query's prompt run once per call (``scoring.share_query_prompt``; ``--no-shared-prompt`` turns it off);
 - ``ray-vllm``: the same with ``backend=vllm``, 1 actor; skipped, with the reason, where ``import vllm`` fails.
 
 Each measurement runs in its own subprocess (no warm caches, no leftover Ray). pairs/s is end to end: for the loop,
@@ -16,7 +18,7 @@ seconds; shared pages count in every process that maps them, so it is an upper b
 end goes into the JSON: on a shared machine other jobs' load moves every number. The default teacher is the real
 SmolLM2-135M with a seeded score head (as ``labeling.smoke`` does for the tiny model); ``--tiny`` for a quick check.
 
-    python benchmarks/labeling.py --sizes 200 2000      # SmolLM2, ~25 min here; benchmarks/results/labeling.json
+    python benchmarks/labeling.py --sizes 300 3000      # SmolLM2, ~30 min here; benchmarks/results/labeling.json
     python benchmarks/labeling.py --tiny --sizes 20 200 --out /tmp/labeling_tiny.json
 """
 
@@ -24,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import subprocess
 import sys
@@ -85,7 +86,10 @@ def ray_stage(task: dict) -> dict:
         rows_per_shard=task["rows_per_shard"],
         teacher=TeacherSection(spec=task["teacher"], batch_size=task["batch_size"], max_length=task["max_length"]),
         scoring=ScoringSection(
-            backend=task["backend"], torch_threads=task["torch_threads"], rows_per_call=task["rows_per_shard"]
+            backend=task["backend"],
+            torch_threads=task["torch_threads"],
+            rows_per_call=task["rows_per_call"],
+            share_query_prompt=task["share_query_prompt"],
         ),
         scaling=ScalingSection(num_workers=task["actors"], cpus_per_worker=task["cpus_per_actor"]),
     )
@@ -209,16 +213,15 @@ def run_size(size: int, args: argparse.Namespace, teacher: str, workdir: Path, v
         name = f"{mode}-{actors}-{size}"
         task = {**common, "name": name, "mode": mode, "output": str(workdir / name)}
         if backend:
-            # One shard per call. The stage sorts a call's rows by length before batching them, so a call must hold
-            # several forward batches for the sort to pay: calls of up to --rows-per-call rows (the stage's default),
-            # at least one per actor so that every actor works.
-            shards = max(actors, math.ceil(size / args.rows_per_call))
-            rows_per_shard = math.ceil(size / shards)
+            # The stage's own shards (--rows-per-shard) and calls (--rows-per-call): it reads each shard in call-sized
+            # parts, so every actor gets work even when the pool is one shard.
             task.update(
                 backend=backend,
                 actors=actors,
                 cpus=cpus,
-                rows_per_shard=rows_per_shard,
+                rows_per_shard=args.rows_per_shard,
+                rows_per_call=args.rows_per_call,
+                share_query_prompt=not args.no_shared_prompt,
                 cpus_per_actor=min(1.0, (cpus - READ_CPUS) / actors),
                 torch_threads=max(1, cpus // actors),
             )
@@ -262,8 +265,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--actors", type=int, nargs="+", default=[1, 2], help="scoring actors of the Ray runs")
     parser.add_argument("--batch-size", type=int, default=32, help="pairs per forward pass, all modes")
     parser.add_argument("--max-length", type=int, default=256, help="tokens per pair, all modes")
+    parser.add_argument("--rows-per-shard", type=int, default=2000, help="the stage's rows_per_shard (its default)")
     parser.add_argument(
-        "--rows-per-call", type=int, default=256, help="most rows per actor call (= shard); sorting is per call"
+        "--rows-per-call", type=int, default=256, help="the stage's scoring.rows_per_call (its default)"
+    )
+    parser.add_argument(
+        "--no-shared-prompt", action="store_true", help="scoring.share_query_prompt=false: every pair runs whole"
     )
     parser.add_argument("--skip-vllm", action="store_true", help="skip the vLLM runs even where vllm imports")
     parser.add_argument("--sample-s", type=float, default=0.2, help="memory sampling interval")

@@ -50,6 +50,20 @@ def test_read_shard_slices_across_row_groups_and_marks_rejected_rows(tmp_path):
     assert blank["_reason"].to_pylist() == ["query: ' ' is empty or whitespace-only"] * 2
 
 
+def test_parts_of_a_shard_read_its_rows_exactly_once_under_its_name(tmp_path):
+    _pool(tmp_path / "pool" / "a.parquet", list(range(4)))
+    _pool(tmp_path / "pool" / "b.parquet", [4, 1, 5, 2, 6, 7, 3])  # d1, d2, d3 repeat rows of a.parquet
+    shard = plan_shards(str(tmp_path / "pool"), rows_per_shard=7)[1]  # all of b.parquet: pool rows 4-10
+    parts = shard.parts(3)  # 7 rows in at most 3: 2 + 2 + 3, not 3 + 3 + 1
+    assert [(p.start, p.stop, p.offset) for p in parts] == [(0, 2, 4), (2, 4, 6), (4, 7, 8)]
+    assert {p.name for p in parts} == {shard.name} and sum(p.num_rows for p in parts) == shard.num_rows
+    assert [[row for row, _ in p.duplicates] for p in parts] == [[5], [7], [10]]  # pool rows 5, 7, 10 repeat keys
+    read = pa.concat_tables([read_shard(p.to_json()) for p in parts])
+    whole = read_shard(shard.to_json())
+    assert read.to_pylist() == whole.to_pylist()  # same rows, row numbers and rejection reasons as one read
+    assert read["_reason"].null_count == 4 and shard.parts(100) == [shard]
+
+
 def test_assembler_hands_out_a_shard_once_all_its_rows_arrived(tmp_path):
     _pool(tmp_path / "pool.parquet", list(range(5)))
     shards = plan_shards(str(tmp_path / "pool.parquet"), rows_per_shard=3)

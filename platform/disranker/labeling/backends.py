@@ -5,7 +5,7 @@ so their scores agree (tests/integration/test_labeling_vllm.py checks ≤ 1e-3 r
 
 | backend        | engine                                   | batching                                      |
 |----------------|------------------------------------------|-----------------------------------------------|
-| ``transformers`` | ``*ForSequenceClassification`` in torch | ``score_pairs_teacher``: length-sorted batches |
+| ``transformers`` | ``*ForSequenceClassification`` in torch | length-sorted batches; each query's prompt run once |
 | ``vllm``         | ``vllm.LLM(runner="pooling")``, classify | vLLM's scheduler; activation turned off        |
 
 A call gets the flow columns of ``labeling.shards`` and returns them with ``teacher_score`` added. Rows already
@@ -112,8 +112,10 @@ class TransformersScorer(TeacherScorer):
 
     def score(self, queries, titles, summaries) -> np.ndarray:
         from disranker.models.loading import score_pairs_teacher
+        from disranker.models.prefix_scoring import score_pairs_teacher_shared_prefix
 
-        return score_pairs_teacher(
+        scorer = score_pairs_teacher_shared_prefix if self.scoring["share_query_prompt"] else score_pairs_teacher
+        return scorer(
             self.model,
             self.tokenizer,
             queries,

@@ -29,6 +29,10 @@ class ScoringSection:
     backend: Literal["transformers", "vllm"] = "transformers"
     rows_per_call: int = 256  # rows an actor receives per call; sorting happens inside a call, so > batch_size
     torch_threads: int = 1  # intra-op threads per actor (torch.set_num_threads); about cpus_per_worker rounded up
+    # transformers backend: run each query's prompt once per call and share its key/value cache among the query's
+    # documents (models.prefix_scoring); same scores, ~40 % fewer tokens on the demo pool. Needs pools whose rows of
+    # one query are near each other (as built); false: every pair runs whole.
+    share_query_prompt: bool = True
     max_restarts: int = 3  # times Ray restarts a dead scoring actor
     max_task_retries: int = 3  # times a call lost with its actor is retried on the restarted one
     vllm_memory_fraction: float = 0.1  # vLLM gpu_memory_utilization; on CPU the fraction of RAM it reserves

@@ -1,6 +1,7 @@
 """``run(config)``: label a pool with the teacher on Ray Data, exactly once and resumably.
 
-    shard plan ─► from_items ─► read + validate (tasks) ─► score (actor pool, backend) ─► driver: assemble ─► write
+    shard plan ─► from_items (call-sized parts of the shards) ─► read + validate (tasks) ─► score (actor pool, backend)
+              ─► driver: assemble each shard from its parts ─► write
 
 Why the driver writes: a shard must be written whole to be skipped safely on rerun, but a GPU ``map_batches`` needs an
 integer batch size, so Ray Data's blocks do not line up with shards (and ``write_parquet`` names files with random
@@ -105,7 +106,8 @@ def _label(pending: list[shard_plan.Shard], config: LabelConfig, teacher_id: str
         remote_args["runtime_env"] = {"env_vars": {CRASH_ONCE_ENV: os.environ[CRASH_ONCE_ENV]}}
     gpus = (1.0 if scaling.gpus_per_worker is None else scaling.gpus_per_worker) if scaling.use_gpu else None
 
-    items = [{"shard": shard.to_json()} for shard in pending]
+    parts = [part for shard in pending for part in shard.parts(config.scoring.rows_per_call)]
+    items = [{"shard": part.to_json()} for part in parts]
     dataset = ray.data.from_items(items, override_num_blocks=len(items))
     dataset = dataset.map_batches(_read_shards, batch_size=1, batch_format="pyarrow", num_cpus=READ_CPUS)
     dataset = dataset.map_batches(

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import pyarrow as pa
@@ -42,6 +42,22 @@ class Shard:
     @property
     def num_rows(self) -> int:
         return self.stop - self.start
+
+    def parts(self, max_rows: int) -> list[Shard]:
+        """The shard as row ranges of at most ``max_rows`` rows and near-equal sizes, each read by its own task; all
+        keep the shard's name.
+
+        Ray Data hands a block to one actor whole, so a 2,000-row shard read as one block would keep one actor busy
+        while the others wait; parts of one actor call each spread it over the actors, and equal sizes keep a small
+        shard (300 rows: 150 + 150, not 256 + 44) from landing mostly on one actor."""
+        count = -(-self.num_rows // max_rows)
+        bounds = [self.start + self.num_rows * i // count for i in range(count + 1)]
+        parts = []
+        for start, stop in zip(bounds[:-1], bounds[1:], strict=True):
+            offset = self.offset + start - self.start
+            duplicates = tuple(pair for pair in self.duplicates if offset <= pair[0] < offset + stop - start)
+            parts.append(replace(self, start=start, stop=stop, offset=offset, duplicates=duplicates))
+        return parts
 
     def to_json(self) -> str:
         """This shard as one text value: a Ray Data row cannot hold the mixed (int, str) pairs as Arrow lists."""
