@@ -3,14 +3,15 @@
 The teacher reads ``query: {query}\\n`` first and the document after it, and its attention is causal, so the prompt's
 keys and values are the same for every document of a query. A search pool has many documents per query (the demo
 pool: 16), and the prompt is a large share of the text (demo: 16.5 of 39.7 tokens), so computing it once per query
-removes about 40 % of the tokens the model runs, which is what bounds scoring on CPU (and helps on GPU too). vLLM does
+removes about 40 % of the tokens the model runs, which is what bounds scoring on CPU. vLLM does
 the same with its automatic prefix caching; this is that, for the transformers backend.
 
-Per query: one forward pass over the prompt (batch of 1) keeps the cache; the documents' remainders then run in batches
-of ``batch_size``, shortest first, each batch on a copy of the cache repeated per row, with explicit position ids
-(after the prompt) and a mask that shows each row the whole prompt and its own tokens. The score is read where
-``score_pairs_teacher`` reads it: the final hidden state of the row's EOS, through the model's ``score`` layer. The
-scores equal ``score_pairs_teacher``'s to float32 rounding (tests/unit/test_prefix_scoring.py).
+The prompts of up to ``batch_size`` queries run in one forward pass (right-padded) and keep their cache; the
+documents' remainders then run in batches of ``batch_size``, shortest first and mixing queries: each row gets a copy
+of its own prompt's keys and values, positions that continue after its prompt, and a mask that shows it its prompt (not
+the padding) and its own tokens. The score is read where ``score_pairs_teacher`` reads it: the final hidden state of
+the row's EOS, through the model's ``score`` layer. The scores equal ``score_pairs_teacher``'s to float32 rounding
+(tests/unit/test_prefix_scoring.py); a lone document of its query has nothing to share and runs whole.
 
 A row whose full token ids do not start with its prompt's ids (a tokenizer that merges across the newline, or a query
 cut by ``max_length``) is scored the plain way, as is any teacher without a ``score`` layer on a ``base_model``.
