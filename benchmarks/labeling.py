@@ -255,6 +255,8 @@ def print_table(rows: list[dict]) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    from disranker.labeling import LabelConfig
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pool", default=DEMO_POOL, help="pool table; the first N rows are used (file order)")
     parser.add_argument("--sizes", type=int, nargs="+", default=[500, 5000], help="pairs per run (default ×10 apart)")
@@ -265,9 +267,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--actors", type=int, nargs="+", default=[1, 2], help="scoring actors of the Ray runs")
     parser.add_argument("--batch-size", type=int, default=32, help="pairs per forward pass, all modes")
     parser.add_argument("--max-length", type=int, default=256, help="tokens per pair, all modes")
-    parser.add_argument("--rows-per-shard", type=int, default=2000, help="the stage's rows_per_shard (its default)")
+    stage = LabelConfig()  # the stage's own defaults, so the benchmark measures what a user runs
+    parser.add_argument("--rows-per-shard", type=int, default=stage.rows_per_shard, help="the stage's rows_per_shard")
     parser.add_argument(
-        "--rows-per-call", type=int, default=256, help="the stage's scoring.rows_per_call (its default)"
+        "--rows-per-call", type=int, default=stage.scoring.rows_per_call, help="the stage's scoring.rows_per_call"
     )
     parser.add_argument(
         "--no-shared-prompt", action="store_true", help="scoring.share_query_prompt=false: every pair runs whole"

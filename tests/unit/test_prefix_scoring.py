@@ -74,7 +74,7 @@ def test_each_prompt_runs_once(teacher):
     assert shared == plain - saved and saved > 0
 
 
-def test_empty_input_training_mode_and_fallback(teacher, tmp_path):
+def test_empty_input_training_mode_bad_arguments_and_which_models_share(teacher, tmp_path):
     model, tokenizer = teacher
     assert score_pairs_teacher_shared_prefix(model, tokenizer, [], [], []).shape == (0,)
     model.train()
@@ -83,6 +83,12 @@ def test_empty_input_training_mode_and_fallback(teacher, tmp_path):
     model.eval()
     with pytest.raises(ValueError, match="batch_size=0"):
         score_pairs_teacher_shared_prefix(model, tokenizer, QUERIES, TITLES, SUMMARIES, batch_size=0)
+    model.config.num_labels = 2  # a 2-logit head must not be read as a score from its first logit
+    try:
+        with pytest.raises(ValueError, match="num_labels=2; scoring expects a 1-logit head"):
+            score_pairs_teacher_shared_prefix(model, tokenizer, QUERIES, TITLES, SUMMARIES)
+    finally:
+        model.config.num_labels = 1
     # An encoder classifier has no `score` layer on a causal base: it is scored the plain way.
     bert = load_student(build_tiny_student(tmp_path / "student"))[0]
     assert supports_prefix_sharing(model) and not supports_prefix_sharing(bert)

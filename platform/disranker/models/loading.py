@@ -147,14 +147,19 @@ def load_teacher_scorer(spec: str | Path, trust_remote_code: bool = False):
     return _load_teacher(spec, AutoModelForSequenceClassification, trust_remote_code, num_labels=1)
 
 
-def _score_in_length_order(
-    model, lengths: np.ndarray, batch_size: int, make_batch: Callable[[np.ndarray], dict]
-) -> np.ndarray:
-    """Score rows in batches of similar length (least padding) and return the scores in the original row order."""
+def check_scoring_args(model, batch_size: int) -> None:
+    """What every pair scorer needs: a positive batch size and a model whose head gives one logit."""
     if batch_size < 1:
         raise ValueError(f"batch_size={batch_size}: it must be at least 1")
     if model.config.num_labels != 1:
         raise ValueError(f"the model has num_labels={model.config.num_labels}; scoring expects a 1-logit head")
+
+
+def _score_in_length_order(
+    model, lengths: np.ndarray, batch_size: int, make_batch: Callable[[np.ndarray], dict]
+) -> np.ndarray:
+    """Score rows in batches of similar length (least padding) and return the scores in the original row order."""
+    check_scoring_args(model, batch_size)
     scores = np.empty(len(lengths), dtype=np.float32)
     order = np.argsort(lengths, kind="stable")
     was_training = model.training

@@ -26,7 +26,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from disranker.models.loading import score_pairs_teacher
+from disranker.models.loading import check_scoring_args, score_pairs_teacher
 from disranker.models.text import TEACHER_MAX_LENGTH, cpt_prompt, encode_teacher
 
 
@@ -45,8 +45,7 @@ def score_pairs_teacher_shared_prefix(
     max_length: int = TEACHER_MAX_LENGTH,
 ) -> np.ndarray:
     """Raw teacher logits (float32, input order), each query's prompt computed once for all its documents."""
-    if batch_size < 1:
-        raise ValueError(f"batch_size={batch_size}: it must be at least 1")
+    check_scoring_args(model, batch_size)
     if not supports_prefix_sharing(model):
         return score_pairs_teacher(model, tokenizer, queries, titles, summaries, batch_size, max_length)
     scores = np.full(len(queries), np.nan, dtype=np.float32)
