@@ -8,6 +8,8 @@ Every mode scores the same pool slice (the first N rows of ``--pool``, file orde
 - ``ray-transformers``: ``disranker.labeling.run`` with 1 and 2 actors (``--actors``), fractional CPUs, as the stage
   runs by default: shards of 2,000 rows read in 256-row parts (one actor call each), the rows of a call sorted by
   length, each query's prompt run once per call (``scoring.share_query_prompt``; ``--no-shared-prompt`` turns it off);
+- ``ray-transformers-bf16``: the stage with the most actors and ``scoring.precision=bf16`` (bf16 weights); its
+  ``spearman_vs_loop`` says whether it still ranks like the fp32 loop (every mode reports it, and its max |diff|);
 - ``ray-vllm``: the same with ``backend=vllm``, 1 actor; skipped, with the reason, where ``import vllm`` fails.
 
 Each measurement runs in its own subprocess (no warm caches, no leftover Ray). pairs/s is end to end: for the loop,
@@ -90,6 +92,7 @@ def ray_stage(task: dict) -> dict:
             torch_threads=task["torch_threads"],
             rows_per_call=task["rows_per_call"],
             share_query_prompt=task["share_query_prompt"],
+            precision=task["precision"],
         ),
         scaling=ScalingSection(num_workers=task["actors"], cpus_per_worker=task["cpus_per_actor"]),
     )
@@ -175,9 +178,11 @@ def vllm_skip_reason() -> str | None:
     return lines[-1] if lines else f"import vllm exited {probe.returncode}"
 
 
-def max_score_difference(loop_file: str, labels_dir: str) -> float:
-    """Largest |loop score - stage score| over the pairs: both modes must have done the same work."""
+def agreement_with_loop(loop_file: str, labels_dir: str) -> dict:
+    """Largest |loop score - stage score| over the pairs (both modes must have done the same work) and the Spearman
+    correlation of the two (how a bf16 teacher's ranking compares with the fp32 loop's)."""
     import pyarrow as pa
+    from scipy.stats import spearmanr
 
     loop = pq.read_table(loop_file)
     stage = pa.concat_tables(
@@ -189,8 +194,11 @@ def max_score_difference(loop_file: str, labels_dir: str) -> float:
     joined = loop.join(stage, ["query_id", "doc_id"], right_suffix="_stage")
     if joined.num_rows != loop.num_rows:
         raise RuntimeError(f"{labels_dir}: {joined.num_rows} of {loop.num_rows} pairs labeled")
-    diff = joined["teacher_score"].to_numpy() - joined["teacher_score_stage"].to_numpy()
-    return float(abs(diff).max())
+    loop_scores, stage_scores = joined["teacher_score"].to_numpy(), joined["teacher_score_stage"].to_numpy()
+    return {
+        "max_abs_diff_vs_loop": float(abs(loop_scores - stage_scores).max()),
+        "spearman_vs_loop": float(spearmanr(loop_scores, stage_scores).statistic),
+    }
 
 
 def run_size(size: int, args: argparse.Namespace, teacher: str, workdir: Path, vllm_reason: str | None) -> list[dict]:
@@ -201,10 +209,11 @@ def run_size(size: int, args: argparse.Namespace, teacher: str, workdir: Path, v
     pq.write_table(table.slice(0, size), pool)
     common = {"pool": str(pool), "teacher": teacher, "batch_size": args.batch_size, "max_length": args.max_length}
     cpus = len(os.sched_getaffinity(0))  # the cores this process may use (os.cpu_count ignores taskset)
-    modes = [("loop", None, 0)] + [("ray-transformers", "transformers", n) for n in args.actors]
-    modes += [("ray-vllm", "vllm", 1)]
+    modes = [("loop", None, 0, "fp32")] + [("ray-transformers", "transformers", n, "fp32") for n in args.actors]
+    modes += [("ray-transformers", "transformers", max(args.actors), "bf16"), ("ray-vllm", "vllm", 1, "fp32")]
     rows = []
-    for mode, backend, actors in modes:
+    for mode, backend, actors, weights in modes:
+        mode = f"{mode}-bf16" if weights == "bf16" else mode
         row = {"pairs": size, "mode": mode, "actors": actors or None}
         if backend == "vllm" and vllm_reason:
             print(f"  {mode}: skipped ({vllm_reason})", flush=True)
@@ -222,6 +231,7 @@ def run_size(size: int, args: argparse.Namespace, teacher: str, workdir: Path, v
                 rows_per_shard=args.rows_per_shard,
                 rows_per_call=args.rows_per_call,
                 share_query_prompt=not args.no_shared_prompt,
+                precision=weights,
                 cpus_per_actor=min(1.0, (cpus - READ_CPUS) / actors),
                 torch_threads=max(1, cpus // actors),
             )
@@ -230,7 +240,7 @@ def run_size(size: int, args: argparse.Namespace, teacher: str, workdir: Path, v
         row.update(measure(task, workdir, args.sample_s))
         row["pairs_per_s"] = round(size / row["wall_s"], 2)
         if backend:
-            row["max_abs_diff_vs_loop"] = max_score_difference(rows[0]["output"], task["output"])
+            row.update(agreement_with_loop(rows[0]["output"], task["output"]))
         row["output"] = task["output"]
         row["ratio_to_loop"] = round(row["pairs_per_s"] / rows[0]["pairs_per_s"], 2) if rows else 1.0
         print(
@@ -243,14 +253,16 @@ def run_size(size: int, args: argparse.Namespace, teacher: str, workdir: Path, v
 
 
 def print_table(rows: list[dict]) -> None:
-    print(f"\n{'pairs':>6} {'mode':<17} {'actors':>6} {'pairs/s':>8} {'× loop':>7} {'peak RSS MB':>12} {'wall s':>7}")
+    print(f"\n{'pairs':>6} {'mode':<22} {'actors':>6} {'pairs/s':>8} {'× loop':>7} {'peak RSS MB':>12} {'wall s':>7} "
+          f"{'spearman':>9}")  # fmt: skip
     for r in rows:
         if "skipped" in r:
-            print(f"{r['pairs']:>6} {r['mode']:<17} {'':>6} skipped: {r['skipped'][:70]}")
+            print(f"{r['pairs']:>6} {r['mode']:<22} {'':>6} skipped: {r['skipped'][:70]}")
             continue
         print(
-            f"{r['pairs']:>6} {r['mode']:<17} {r['actors'] or '-':>6} {r['pairs_per_s']:>8} "
-            f"{r['ratio_to_loop']:>7} {r['peak_rss_mb']:>12} {r['wall_s']:>7.1f}"
+            f"{r['pairs']:>6} {r['mode']:<22} {r['actors'] or '-':>6} {r['pairs_per_s']:>8} "
+            f"{r['ratio_to_loop']:>7} {r['peak_rss_mb']:>12} {r['wall_s']:>7.1f} "
+            f"{r.get('spearman_vs_loop', 1.0):>9.5f}"
         )
 
 

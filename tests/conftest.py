@@ -34,3 +34,33 @@ def ray_start_2_cpus(monkeypatch_module):
 def monkeypatch_module():
     with pytest.MonkeyPatch.context() as patch:
         yield patch
+
+
+@pytest.fixture(scope="session")
+def packed_and_plain():
+    """``run(model, tokenizer, groups, max_length, row_tokens)`` → the hinge loss's scores and gradients through one
+    padded row per document and through packed rows, and the packed batch: the check that packing changes nothing."""
+    from disranker.models.packing import PackedRows, packed_scores
+    from disranker.teacher import data
+    from disranker.teacher.losses import rank_loss
+
+    def scores_and_gradients(model, batch, flat_scores):
+        model.zero_grad()
+        scores = data.scatter_scores(flat_scores(batch).float(), batch["slots"], tuple(batch["labels"].shape))
+        rank_loss("hinge", scores, batch["labels"], batch["mask"]).backward()
+        return scores.detach(), {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+
+    def run(model, tokenizer, groups, max_length: int, row_tokens: int):
+        size = max(len(group.labels) for group in groups)
+        plain = data.collate_groups(groups, tokenizer, max_length, size)
+        packed = data.collate_groups_packed(groups, tokenizer, max_length, size, row_tokens)
+        rows = PackedRows(
+            **{k: packed[k] for k in ("input_ids", "position_ids", "attention_mask", "eos_index")}, standalone=0
+        )
+        want = scores_and_gradients(
+            model, plain, lambda b: model(b["input_ids"], attention_mask=b["attention_mask"]).logits[:, 0]
+        )
+        got = scores_and_gradients(model, packed, lambda b: packed_scores(model, model, rows))
+        return want, got, packed
+
+    return run

@@ -34,7 +34,7 @@ def sft_config(tmp_path, *overrides: str) -> TeacherConfig:
             f"data.demo.output_dir={tmp_path / 'corpus'}",
             "scaling.num_workers=1",
             "scaling.use_gpu=true",
-            "training.bf16=true",
+            "training.precision=bf16",
             "training.epochs=2",
             *overrides,
         ],

@@ -99,11 +99,14 @@ def test_shipped_evaluate_configs_load(name):
 @pytest.mark.parametrize("name", ["demo.yaml", "pipeline_smoke.yaml"])
 def test_shipped_pipeline_configs_load_with_every_stage_config(name, tmp_path):
     config = load_config(PipelineConfig, CONFIGS / name, [f"output_dir={tmp_path}"])
-    dirs = {split: str(tmp_path / "samples" / split) for split in ("pool", "dev", "test")}
-    stages = pipeline_runner._stage_configs(config, str(tmp_path / "corpus"), dirs, labels_only_queries=5)
+    dirs = {split: str(tmp_path / "samples" / split) for split in ("train", "pool", "dev", "test")}
+    stages = pipeline_runner._stage_configs(config, str(tmp_path / "corpus"), dirs, dirs["pool"])
     assert stages["teacher_sft"].model.spec == str(tmp_path / "teacher" / "cpt")
     assert stages["label"].teacher.spec == str(tmp_path / "teacher" / "sft")
+    assert stages["label"].pool == dirs["pool"]
     assert stages["student"].data.labels == str(tmp_path / "labels")
     assert stages["student_labels_only"].mode == "labels_only"
-    assert stages["student_labels_only"].data.max_queries == 5
+    # One human-label budget: the teacher SFT and the labels-only student train on exactly the same judgments.
+    assert stages["teacher_sft"].data.train == stages["student_labels_only"].data.judgments == dirs["train"]
+    assert stages["teacher_sft"].data.max_examples is None and stages["student_labels_only"].data.max_queries is None
     assert [m.name for m in stages["compare"].models][-1] == "student_distilled"

@@ -96,3 +96,23 @@ def test_write_sample_records_its_corpus_parent_and_is_reused(tmp_path):
     assert samples.query_count(out) == 2 and io.read_table(out).num_rows == 4
     samples.write_sample(str(corpus / "judgments" / "dev.parquet"), out, 2, seed=0)
     assert lineage.read_lineage(out)["created_at"] == record["created_at"]
+
+
+def test_write_union_joins_samples_of_two_contracts_under_the_pool_columns(tmp_path):
+    corpus = tmp_path / "corpus"
+    pool = judgments(3, 2).drop(["label"])
+    io.write_table(pool, corpus / "pool.parquet")
+    io.write_table(judgments(4, 2), corpus / "judgments" / "train.parquet")
+    lineage.write_lineage(str(corpus), "demo_corpus", {"size": "tiny"})
+    pool_dir, train_dir = str(tmp_path / "samples" / "pool"), str(tmp_path / "samples" / "train")
+    samples.write_sample(str(corpus / "pool.parquet"), pool_dir, None, seed=0)
+    samples.write_sample(str(corpus / "judgments" / "train.parquet"), train_dir, 2, seed=0)
+    out = str(tmp_path / "samples" / "both")
+    samples.write_union([pool_dir, train_dir], out, ["query_id", "doc_id"])
+    table = io.read_table(out)
+    assert table.column_names == ["query_id", "doc_id"] and table.num_rows == 6 + 4
+    record = lineage.read_lineage(out)
+    assert record["metrics"] == {"queries": 5, "rows": 10}
+    assert record["parents"] == [lineage.read_lineage(pool_dir)["id"], lineage.read_lineage(train_dir)["id"]]
+    samples.write_union([pool_dir, train_dir], out, ["query_id", "doc_id"])
+    assert lineage.read_lineage(out)["created_at"] == record["created_at"]

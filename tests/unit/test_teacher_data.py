@@ -84,13 +84,15 @@ def test_shard_gives_every_rank_the_same_count():
         data.shard([1], 0, 2)
 
 
-def test_config_checks_inputs_bf16_and_failure_hook():
+def test_config_checks_inputs_precision_packing_and_failure_hook():
     with pytest.raises(ConfigError, match="'data.clicks' is required for stage cpt"):
         load_config(TeacherConfig, None, ["stage=cpt"])
     with pytest.raises(ConfigError, match="'data.train' is required for stage sft"):
         load_config(TeacherConfig, None, ["stage=sft"])
-    with pytest.raises(ConfigError, match="bf16"):
-        load_config(TeacherConfig, None, ["data.clicks=c.parquet", "training.bf16=true"])
+    with pytest.raises(ConfigError, match="'training.precision' must be one of 'fp32', 'bf16', 'auto', got 'fp16'"):
+        load_config(TeacherConfig, None, ["data.clicks=c.parquet", "training.precision=fp16"])
+    with pytest.raises(ConfigError, match="'training.pack_row_tokens' must be ≥ 'training.max_length'"):
+        load_config(TeacherConfig, None, ["data.clicks=c", "training.max_length=256", "training.pack_row_tokens=100"])
     with pytest.raises(ConfigError, match="fail_once_at_step"):
         load_config(TeacherConfig, None, ["data.clicks=c", "run.checkpoint_every_steps=3", "fail_once_at_step=3"])
     with pytest.raises(ConfigError, match="rank_loss"):
@@ -122,3 +124,20 @@ def test_train_teacher_job_rejects_unknown_override():
 
     with pytest.raises(ConfigError, match="unknown key 'training.nope'"):
         jobs.train_teacher.main(["--config", "jobs/configs/teacher_cpt_smoke.yaml", "training.nope=1"])
+
+
+def test_head_lr_puts_the_score_layer_in_its_own_group(tmp_path):
+    from disranker.models.loading import build_tiny_teacher, load_teacher_scorer
+    from disranker.teacher.train import _param_groups
+
+    model, _ = load_teacher_scorer(build_tiny_teacher(tmp_path / "tiny"))
+    config = load_config(TeacherConfig, None, ["stage=sft", "data.train=t", "data.dev=d", "training.head_lr=1e-3"])
+    body, head = _param_groups(model, config.training)
+    assert head["lr"] == 1e-3 and [id(p) for p in head["params"]] == [id(p) for p in model.score.parameters()]
+    assert len(body["params"]) + len(head["params"]) == len(list(model.parameters())) and "lr" not in body
+    optimizer = torch.optim.AdamW([body, head], lr=2e-5)
+    assert [g["lr"] for g in optimizer.param_groups] == [2e-5, 1e-3]
+    config = load_config(TeacherConfig, None, ["stage=sft", "data.train=t", "data.dev=d"])
+    assert len(_param_groups(model, config.training)) == 1
+    with pytest.raises(ConfigError, match="'training.head_lr' must be > 0"):
+        load_config(TeacherConfig, None, ["data.clicks=c", "training.head_lr=0"])

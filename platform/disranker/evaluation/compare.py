@@ -43,8 +43,8 @@ from disranker.models.loading import (
     load_student,
     load_teacher_scorer,
     score_pairs_student,
-    score_pairs_teacher,
 )
+from disranker.models.prefix_scoring import score_pairs_teacher_shared_prefix
 
 STAGE = "compare"
 KINDS = ("bm25", "random", "teacher", "student")
@@ -158,7 +158,9 @@ def score_model(entry: ModelEntry, judgments: pa.Table, config: CompareConfig) -
             table = baselines.random_scores(judgments, seed=config.seed, model=entry.name)
         return table["score"].to_numpy(), time.perf_counter() - started
     load, score = (
-        (load_teacher_scorer, score_pairs_teacher) if entry.kind == "teacher" else (load_student, score_pairs_student)
+        (load_teacher_scorer, score_pairs_teacher_shared_prefix)
+        if entry.kind == "teacher"
+        else (load_student, score_pairs_student)
     )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)  # a folder without a trained head gets a fresh one: make it reproducible

@@ -167,6 +167,10 @@ def _check_cutoff(k: int) -> None:
 
 
 def _ndcg(ranked: _RankedQueries, k: int) -> float:
+    return float(_ndcg_per_query(ranked, k).mean())
+
+
+def _ndcg_per_query(ranked: _RankedQueries, k: int) -> np.ndarray:
     _check_cutoff(k)
     top = ranked.rank <= k
     discount = np.where(top, 1.0 / np.log2(ranked.rank + 1.0), 0.0)
@@ -174,8 +178,7 @@ def _ndcg(ranked: _RankedQueries, k: int) -> float:
     dcg = np.bincount(ranked.sorted_codes, weights=(2.0**ranked.labels - 1.0) * discount, minlength=n_queries)
     idcg = np.bincount(ranked.sorted_codes, weights=(2.0**ranked.ideal_labels - 1.0) * discount, minlength=n_queries)
     # A query whose labels are all 0 has IDCG 0 and scores 0, as in ranx.
-    per_query = np.divide(dcg, idcg, out=np.zeros(n_queries), where=idcg > 0)
-    return float(per_query.mean())
+    return np.divide(dcg, idcg, out=np.zeros(n_queries), where=idcg > 0)
 
 
 def _mrr(ranked: _RankedQueries, k: int, min_label: int) -> float:
@@ -192,6 +195,15 @@ def ndcg_at_k(query_ids: ArrayLike, labels: ArrayLike, scores: ArrayLike, k: int
     Equal scores keep row order (stable sort), so the earlier row takes the better rank.
     """
     return _ndcg(_rank_queries(query_ids, labels, scores), k)
+
+
+def ndcg_at_k_per_query(
+    query_ids: ArrayLike, labels: ArrayLike, scores: ArrayLike, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(distinct query ids in sorted order, NDCG@k of each)``: what ``ndcg_at_k`` averages, for paired statistics
+    over queries (``evaluation.statistics``)."""
+    ranked = _rank_queries(query_ids, labels, scores)
+    return ranked.query_ids, _ndcg_per_query(ranked, k)
 
 
 def mrr_at_k(query_ids: ArrayLike, labels: ArrayLike, scores: ArrayLike, k: int, min_label: int = 1) -> float:

@@ -30,6 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from disranker.data import schemas
+from disranker.models import precision
 
 CRASH_ONCE_ENV = "DISRANKER_TEST_CRASH_ONCE"
 
@@ -94,7 +95,7 @@ def _crash_once_if_asked() -> None:
 
 
 class TransformersScorer(TeacherScorer):
-    """The teacher in torch: ``torch_threads`` intra-op threads, bfloat16 on GPU unless ``teacher.dtype`` says else."""
+    """The teacher in torch: ``torch_threads`` intra-op threads, weights in the dtype ``scoring.precision`` names."""
 
     def __init__(self, teacher: dict, scoring: dict, use_gpu: bool) -> None:
         import torch
@@ -104,11 +105,8 @@ class TransformersScorer(TeacherScorer):
         super().__init__(teacher, scoring, use_gpu)
         torch.set_num_threads(scoring["torch_threads"])
         device = "cuda" if use_gpu and torch.cuda.is_available() else "cpu"
-        dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}.get(
-            teacher["dtype"], torch.bfloat16 if device == "cuda" else torch.float32
-        )
         self.model, self.tokenizer = load_teacher_scorer(teacher["spec"])
-        self.model.to(device=device, dtype=dtype).eval()
+        self.model.to(device=device, dtype=getattr(torch, scoring_dtype(scoring["precision"], device))).eval()
 
     def score(self, queries, titles, summaries) -> np.ndarray:
         from disranker.models.loading import score_pairs_teacher
@@ -142,11 +140,10 @@ class VllmScorer(TeacherScorer):
         super().__init__(teacher, scoring, use_gpu)
         folder = str(resolve_model_dir(teacher["spec"]))
         self.tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
-        dtype = teacher["dtype"] if teacher["dtype"] != "auto" else ("bfloat16" if use_gpu else "float32")
         self.llm = LLM(
             model=folder,
             runner="pooling",
-            dtype=dtype,
+            dtype=scoring_dtype(scoring["precision"], "cuda" if use_gpu else "cpu"),
             max_model_len=teacher["max_length"],
             enforce_eager=scoring["vllm_enforce_eager"],
             gpu_memory_utilization=scoring["vllm_memory_fraction"],
@@ -162,6 +159,14 @@ class VllmScorer(TeacherScorer):
         prompts = [TokensPrompt(prompt_token_ids=row) for row in ids["input_ids"]]
         outputs = self.llm.classify(prompts, pooling_params=self.params, use_tqdm=False)
         return np.array([output.outputs.probs[0] for output in outputs], dtype=np.float32)
+
+
+def scoring_dtype(choice: str, device_type: str) -> str:
+    """The torch / vLLM dtype name of ``scoring.precision`` on ``device_type``. ``auto`` is bf16 on GPUs only: on a
+    CPU, bf16 weights are taken when asked for (``bf16``), after checking that they rank like fp32 there."""
+    if choice == "auto" and device_type == "cpu":
+        return "float32"
+    return {"fp32": "float32", "bf16": "bfloat16"}[precision.resolve(choice, device_type)]
 
 
 BACKENDS: dict[str, type[TeacherScorer]] = {"transformers": TransformersScorer, "vllm": VllmScorer}

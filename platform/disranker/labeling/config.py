@@ -21,7 +21,6 @@ class TeacherSection:
     id: str | None = None  # written to the `teacher` column; None: the folder's disranker.json id, else the spec
     max_length: int = TEACHER_MAX_LENGTH  # tokens per pair, EOS included (the summary is cut first)
     batch_size: int = 32  # pairs per forward pass, after sorting a call's rows by length
-    dtype: Literal["auto", "float32", "bfloat16"] = "auto"  # auto: bfloat16 on GPU, float32 on CPU
 
 
 @dataclass
@@ -33,6 +32,10 @@ class ScoringSection:
     # documents (models.prefix_scoring); same scores, ~40 % fewer tokens on the demo pool. Needs pools whose rows of
     # one query are near each other (as built); false: every pair runs whole.
     share_query_prompt: bool = True
+    # Teacher weights in fp32 or bf16 (both backends). auto: bf16 on a GPU that has it, fp32 on CPU. bf16 on a CPU with
+    # avx512_bf16 / AMX is ~2x faster; take it only where the teacher's bf16 scores rank like its fp32 ones (the
+    # labeling benchmark reports both: pairs/s and Spearman against fp32).
+    precision: Literal["fp32", "bf16", "auto"] = "auto"
     max_restarts: int = 3  # times Ray restarts a dead scoring actor
     max_task_retries: int = 3  # times a call lost with its actor is retried on the restarted one
     vllm_memory_fraction: float = 0.1  # vLLM gpu_memory_utilization; on CPU the fraction of RAM it reserves
@@ -74,6 +77,7 @@ class LabelConfig:
         return {
             "pool": self.pool,
             "rows_per_shard": self.rows_per_shard,
-            "teacher": {k: getattr(self.teacher, k) for k in ("spec", "id", "max_length", "dtype")},
+            "teacher": {k: getattr(self.teacher, k) for k in ("spec", "id", "max_length")},
             "backend": self.scoring.backend,
+            "precision": self.scoring.precision,
         }

@@ -23,7 +23,7 @@ from disranker.teacher.config import TeacherConfig
 # Keys each stage gets from the pipeline (where its inputs and outputs are, and which mode it runs in).
 WIRED_KEYS: dict[str, tuple[str, ...]] = {
     "teacher_cpt": ("stage", "output_dir", "data.clicks", "data.demo"),
-    "teacher_sft": ("stage", "output_dir", "model.spec", "data.train", "data.dev", "data.demo"),
+    "teacher_sft": ("stage", "output_dir", "model.spec", "data.train", "data.dev", "data.max_examples", "data.demo"),
     "label": ("pool", "output_dir", "teacher.spec", "build_missing_inputs"),
     "student": ("mode", "output_dir", "data.labels", "data.dev", "data.demo", "data.tiny_teacher"),
     "student_labels_only": (
@@ -55,16 +55,26 @@ class StageEntry:
 
 @dataclass
 class SampleSection:
-    """Queries each stage sees. The teacher is the slow part on CPU (SmolLM2-135M scores a few pairs per second on 2
-    cores), so the demo labels and evaluates a seeded sample of queries; ``null`` keeps every query."""
+    """Queries each stage sees, as seeded samples; ``null`` keeps every query.
 
-    pool_queries: int | None = None  # pool queries the teacher labels (the distilled student's training set)
+    The protocol is the paper's and it is fair by construction: one human-label budget (``label_queries`` train
+    queries with all their judgments) trains both the teacher SFT and the labels-only student, exactly the same rows;
+    the teacher's CPT reads the click log (a separate, cheaper signal); the distilled student learns from the
+    teacher's scores on ``pool_queries`` unlabeled pool queries (plus, with ``distill_on_label_queries``, the teacher's
+    scores on the labeled queries' documents). Every model is picked on ``dev_queries``; ``test_queries`` are only
+    scored by the final comparison."""
+
+    label_queries: int | None = (
+        None  # train queries with human grades: the teacher SFT's and labels-only student's data
+    )
+    pool_queries: int | None = None  # unlabeled pool queries the teacher labels (the distilled student's training set)
+    distill_on_label_queries: bool = False  # also distill on the teacher's scores of the labeled queries' documents
     dev_queries: int | None = None  # dev queries scored after each training epoch (teacher SFT, students)
     test_queries: int | None = None  # test queries every model is compared on
     seed: int = 0
 
     def validate(self) -> None:
-        for key in ("pool_queries", "dev_queries", "test_queries"):
+        for key in ("label_queries", "pool_queries", "dev_queries", "test_queries"):
             value = getattr(self, key)
             if value is not None and value < 1:
                 raise ConfigError(f"'samples.{key}' must be ≥ 1 or null (all queries)")
@@ -94,8 +104,7 @@ DEFAULT_STAGE_FILES: dict[str, str] = {
     "teacher_sft": "jobs/configs/teacher_sft.yaml",
     "label": "jobs/configs/label_pool.yaml",
     "student": "jobs/configs/distill_student.yaml",
-    # The baseline the paper improves on: the same student config trained on human grades of as many train queries
-    # as the labeled pool sample has (equal training budget).
+    # The baseline the paper improves on: the same student config trained on the human grades the teacher SFT had.
     "student_labels_only": "jobs/configs/distill_student.yaml",
     "compare": "jobs/configs/evaluate_models.yaml",
 }

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from disranker import lineage
 from disranker.config import to_dict
-from disranker.data import demo, io
+from disranker.data import demo, io, schemas
 from disranker.evaluation import compare
 from disranker.evaluation.report import metrics_table
 from disranker.labeling import pipeline as labeling
@@ -66,13 +66,16 @@ def run(config: PipelineConfig) -> PipelineResult:
     corpus = corpus_config.output_dir
     sampled = config.samples
     sample_plan = {
+        "train": (io.join(corpus, "judgments", "train.parquet"), sampled.label_queries),
         "pool": (io.join(corpus, "pool.parquet"), sampled.pool_queries),
         "dev": (io.join(corpus, "judgments", "dev.parquet"), sampled.dev_queries),
         "test": (io.join(corpus, "judgments", "test.parquet"), sampled.test_queries),
     }
     sample_dirs = {name: io.join(out, "samples", name) for name in sample_plan}
+    # The teacher labels the pool sample, or the pool sample and the labeled queries' documents together.
+    unlabeled = io.join(out, "samples", "pool_and_train") if sampled.distill_on_label_queries else sample_dirs["pool"]
     # Every stage config is checked before the first stage runs, so a bad key fails in seconds, not after training.
-    _stage_configs(config, corpus, sample_dirs, labels_only_queries=sampled.pool_queries or 1)
+    stages = _stage_configs(config, corpus, sample_dirs, unlabeled)
 
     folders: dict[str, str] = {}
     seconds: dict[str, float] = {}
@@ -86,7 +89,15 @@ def run(config: PipelineConfig) -> PipelineResult:
     timed("corpus", demo.run, corpus_config)
     for name, (source, n_queries) in sample_plan.items():
         timed(f"sample_{name}", samples.write_sample, source, sample_dirs[name], n_queries, sampled.seed)
-    stages = _stage_configs(config, corpus, sample_dirs, samples.query_count(sample_dirs["pool"]))
+    if sampled.distill_on_label_queries:
+        columns = list(schemas.POOL.names)
+        timed(
+            "sample_pool_and_train",
+            samples.write_union,
+            [sample_dirs["pool"], sample_dirs["train"]],
+            unlabeled,
+            columns,
+        )
     for name, step in (
         ("teacher_cpt", teacher_train.run),
         ("teacher_sft", teacher_train.run),
@@ -111,8 +122,9 @@ def run(config: PipelineConfig) -> PipelineResult:
     return result
 
 
-def _stage_configs(config: PipelineConfig, corpus: str, sample_dirs: dict[str, str], labels_only_queries: int) -> dict:
-    """Every stage's config with its inputs and outputs wired below ``output_dir``."""
+def _stage_configs(config: PipelineConfig, corpus: str, sample_dirs: dict[str, str], to_label: str) -> dict:
+    """Every stage's config with its inputs and outputs wired below ``output_dir``: the teacher SFT and the
+    labels-only student train on the same sampled train judgments; the teacher labels ``to_label``."""
     out = config.output_dir
     cpt, sft = io.join(out, "teacher", "cpt"), io.join(out, "teacher", "sft")
     labels, student = io.join(out, "labels"), io.join(out, "student")
@@ -124,17 +136,18 @@ def _stage_configs(config: PipelineConfig, corpus: str, sample_dirs: dict[str, s
             "stage": "sft",
             "output_dir": sft,
             "model.spec": cpt,
-            "data.train": io.join(corpus, "judgments", "train.parquet"),
+            "data.train": sample_dirs["train"],
             "data.dev": dev,
+            "data.max_examples": None,
         },
-        "label": {"pool": sample_dirs["pool"], "output_dir": labels, "teacher.spec": sft},
+        "label": {"pool": to_label, "output_dir": labels, "teacher.spec": sft},
         "student": {"mode": "teacher", "output_dir": student, "data.labels": labels, "data.dev": dev},
         "student_labels_only": {
             "mode": "labels_only",
             "output_dir": labels_only,
-            "data.judgments": io.join(corpus, "judgments", "train.parquet"),
+            "data.judgments": sample_dirs["train"],
             "data.dev": dev,
-            "data.max_queries": labels_only_queries,
+            "data.max_queries": None,
         },
         "compare": {
             "output_dir": io.join(out, "compare"),

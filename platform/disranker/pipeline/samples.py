@@ -44,6 +44,23 @@ def write_sample(source: str, output_dir: str, n_queries: int | None, seed: int)
     return output_dir
 
 
+def write_union(sample_dirs: list[str], output_dir: str, columns: list[str]) -> str:
+    """One folder holding ``columns`` of every sample in ``sample_dirs`` (``part-<i>.parquet`` each, so a table of
+    another contract, such as judgments, joins a pool without its label); skipped when done."""
+    parents = [lineage.read_lineage(folder)["id"] for folder in sample_dirs]
+    settings = {"sources": sample_dirs, "columns": columns}
+    expected = lineage.lineage_id(STAGE, settings, parents)
+    if lineage.is_complete(output_dir, expected):
+        return output_dir
+    queries = rows = 0
+    for i, folder in enumerate(sample_dirs):
+        table = io.read_table(folder, columns=columns)
+        io.write_table(table, io.join(output_dir, f"part-{i}.parquet"))
+        queries, rows = queries + query_count(folder), rows + table.num_rows
+    lineage.write_lineage(output_dir, STAGE, settings, parents=parents, metrics={"queries": queries, "rows": rows})
+    return output_dir
+
+
 def query_count(sample_dir: str) -> int:
     return int(lineage.read_lineage(sample_dir)["metrics"]["queries"])
 

@@ -17,6 +17,7 @@ from typing import Literal
 
 from disranker.config import ConfigError
 from disranker.data.demo import DemoCorpusConfig
+from disranker.models.precision import Precision
 from disranker.runtime import RunSection, ScalingSection
 from disranker.student.losses import NORMALIZE_METHODS
 
@@ -81,6 +82,9 @@ class TrainingSection:
     eval_batch_size: int = 64  # pairs per forward when scoring the dev split
     select_metric: Literal["ndcg@10", "pnr"] = "ndcg@10"  # dev metric that picks the best epoch
     seed: int = 0  # model head init, group order and pair sampling
+    # fp32 | bf16 (autocast over fp32 master weights; losses in fp32) | auto (bf16 where the GPU or the CPU — flags
+    # avx512_bf16 / amx_bf16 — multiplies it natively)
+    precision: Precision = "fp32"
     # Test hook: raise once at this step in an attempt that started without a checkpoint (exercises resume).
     fail_at_step: int | None = None
 

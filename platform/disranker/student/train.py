@@ -30,6 +30,7 @@ from disranker.config import from_dict, to_dict
 from disranker.data import io
 from disranker.data.validate import validate_table
 from disranker.evaluation.metrics import evaluate_rankings
+from disranker.models import precision
 from disranker.models.loading import load_student, score_pairs_student
 from disranker.models.text import pair_texts
 from disranker.runtime import ensure_ray
@@ -113,7 +114,8 @@ def train_loop_per_worker(loop_config: dict) -> None:
     )
     steps_per_epoch = groups.steps_per_epoch(world)
     total_steps = min(train.max_steps or math.inf, train.epochs * steps_per_epoch)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=train.lr, weight_decay=train.weight_decay)
+    # fused: one kernel over all parameters instead of a per-tensor loop (several times faster on CPU)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=train.lr, weight_decay=train.weight_decay, fused=True)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(train.warmup_ratio * total_steps), total_steps)
     state = {
         "step": 0,
@@ -148,7 +150,8 @@ def train_loop_per_worker(loop_config: dict) -> None:
                 break
             if train.fail_at_step == step and not resumed:
                 raise RuntimeError(f"injected failure at step {step} (training.fail_at_step, a test hook)")
-            parts = _loss(model, batch, loss_cfg, device, seed=train.seed * 1_000_003 + step * world + rank)
+            with precision.autocast(train.precision, device.type):
+                parts = _loss(model, batch, loss_cfg, device, seed=train.seed * 1_000_003 + step * world + rank)
             optimizer.zero_grad(set_to_none=True)
             parts.total.backward()
             if train.max_grad_norm > 0:
@@ -175,7 +178,7 @@ def train_loop_per_worker(loop_config: dict) -> None:
 def _loss(model, batch, loss_cfg: LossSection, device, seed: int) -> losses.DistillLoss:
     """Student scores scattered back into the [groups, group_size] layout, then the configured loss."""
     mask, targets = batch.mask.to(device), batch.targets.to(device)
-    logits = model(**{k: v.to(device) for k, v in batch.encoded.items()}).logits[:, 0]
+    logits = model(**{k: v.to(device) for k, v in batch.encoded.items()}).logits[:, 0].float()
     student = torch.zeros(mask.shape, dtype=logits.dtype, device=device).masked_scatter(mask, logits)
     teacher = losses.normalize_teacher_scores(targets, mask, loss_cfg.normalize)
     zero = student.new_zeros(())

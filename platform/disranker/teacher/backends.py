@@ -14,11 +14,12 @@ from pathlib import Path
 import torch
 from torch import distributed as dist
 
+from disranker.models import precision
 from disranker.teacher.config import TeacherConfig, deepspeed_preset_text
 
 
 class DDPBackend:
-    """torch DDP (Ray Train's ``prepare_model``) with manual accumulation; bf16 through autocast on GPU."""
+    """torch DDP (Ray Train's ``prepare_model``) with manual accumulation; bf16 through autocast (GPU or CPU)."""
 
     def __init__(self, config: TeacherConfig, model, optimizer, scheduler):
         import ray.train.torch
@@ -28,10 +29,10 @@ class DDPBackend:
         self.module = model
         self.optimizer, self.scheduler = optimizer, scheduler
         self.micro_steps = 0
+        self.device_type = next(model.parameters()).device.type
 
     def forward(self, **batch):
-        autocast = torch.autocast("cuda", dtype=torch.bfloat16) if self.config.bf16 else contextlib.nullcontext()
-        with autocast:
+        with precision.autocast(self.config.precision, self.device_type):
             return self.wrapped(**batch)
 
     def micro_step(self, loss: torch.Tensor) -> bool:
@@ -119,7 +120,7 @@ def fill_auto(ds_config: dict, config: TeacherConfig, model, world_size: int) ->
         "gradient_accumulation_steps": training.grad_accumulation,
         "train_batch_size": training.batch_size * training.grad_accumulation * world_size,
         "gradient_clipping": training.max_grad_norm,
-        "enabled": training.bf16,  # the only "auto" under "bf16"
+        "enabled": precision.resolve(training.precision, "cuda" if torch.cuda.is_available() else "cpu") == "bf16",
         # The sizes transformers' DeepSpeed integration derives from the hidden size.
         "reduce_bucket_size": hidden * hidden,
         "stage3_prefetch_bucket_size": int(0.9 * hidden * hidden),

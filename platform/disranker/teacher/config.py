@@ -14,6 +14,7 @@ from typing import Literal
 from disranker.config import ConfigError
 from disranker.data import io
 from disranker.data.demo import DemoCorpusConfig
+from disranker.models.precision import Precision
 from disranker.runtime import RunSection, ScalingSection
 from disranker.teacher.losses import RANK_LOSSES
 
@@ -44,6 +45,9 @@ class DataSection:
 @dataclass
 class TrainingSection:
     lr: float = 2e-5  # peak learning rate (AdamW)
+    # SFT: peak learning rate of the `score` layer (null: lr). The head starts random while the decoder is pretrained,
+    # so at the decoder's small lr it barely moves within a short run.
+    head_lr: float | None = None
     weight_decay: float = 0.0
     epochs: int = 1
     max_steps: int | None = None  # optimizer steps; when set it ends training before the epochs do
@@ -52,9 +56,15 @@ class TrainingSection:
     warmup_steps: int = 0  # linear warm-up from 0 to lr
     schedule: Literal["linear", "cosine", "constant"] = "linear"  # decay after warm-up
     max_grad_norm: float = 1.0  # gradient clipping (0 disables)
-    bf16: bool = False  # bfloat16 autocast / DeepSpeed bf16; GPU only
+    # fp32 | bf16 (autocast over fp32 master weights; DeepSpeed's bf16 under a preset) | auto (bf16 where the GPU or
+    # the CPU — flags avx512_bf16 / amx_bf16 — multiplies it natively, else fp32)
+    precision: Precision = "fp32"
     max_length: int = 256  # tokens per text (the teacher texts of models.text)
     group_size: int = 8  # SFT: docs per query group (fewer when a query has fewer judged docs)
+    # SFT: each query's prompt once, its documents packed behind it (models/packing.py; same scores and gradients as
+    # one padded row per document); false, or a model without a `score` layer / 4-D masks: one row per document
+    packed: bool = True
+    pack_row_tokens: int = 512  # SFT packed rows: at most this many tokens (a longer group spans rows)
     rank_loss: str = "hinge"  # SFT loss: hinge (the paper's), ranknet or listwise
     margin: float = 1.0  # hinge margin in logit units
     eval_batch_size: int = 32  # SFT: pairs per forward when scoring the dev split
@@ -64,6 +74,10 @@ class TrainingSection:
     def validate(self) -> None:
         if self.rank_loss not in RANK_LOSSES:
             raise ConfigError(f"'training.rank_loss' must be one of {', '.join(RANK_LOSSES)}, got {self.rank_loss!r}")
+        if self.head_lr is not None and self.head_lr <= 0:
+            raise ConfigError("'training.head_lr' must be > 0 or null (the decoder's lr)")
+        if self.pack_row_tokens < self.max_length:
+            raise ConfigError("'training.pack_row_tokens' must be ≥ 'training.max_length' (one document per row)")
         for key in ("epochs", "batch_size", "grad_accumulation", "group_size", "eval_batch_size"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"'training.{key}' must be ≥ 1")
@@ -95,8 +109,6 @@ class TeacherConfig:
     fail_once_at_step: int | None = None
 
     def validate(self) -> None:
-        if self.training.bf16 and not self.scaling.use_gpu:
-            raise ConfigError("'training.bf16' needs 'scaling.use_gpu: true' (bf16 on CPU is slow and untested here)")
         if self.data.demo is None:
             needed = ("clicks",) if self.stage == "cpt" else ("train", "dev")
             for key in needed:

@@ -17,7 +17,8 @@ import pyarrow as pa
 import torch
 
 from disranker.data import demo, io
-from disranker.models.text import encode_cpt, encode_teacher
+from disranker.models.packing import pack_groups
+from disranker.models.text import cpt_prompt, encode_cpt, encode_teacher
 from disranker.teacher.config import TeacherConfig
 
 
@@ -58,6 +59,22 @@ def shard(items: list, rank: int, world_size: int) -> list:
 def cpt_examples(clicks: pa.Table, tokenizer, max_length: int, max_examples: int | None = None) -> list[dict]:
     rows = clicks.slice(0, max_examples).to_pylist() if max_examples else clicks.to_pylist()
     return [encode_cpt(tokenizer, r["query"], r["title"], r["summary"], max_length=max_length) for r in rows]
+
+
+BUCKET_BATCHES = 50  # CPT: examples are sorted by length within windows of this many batches
+
+
+def length_bucketed(examples: list[dict], batch_size: int, rng: np.random.Generator) -> list[dict]:
+    """``examples`` (already shuffled) reordered so each run of ``batch_size`` has similar lengths (less padding):
+    sorted by length inside windows of ``BUCKET_BATCHES`` batches, then the full batches shuffled with ``rng``; a short
+    last batch stays last, so cutting the result every ``batch_size`` examples gives back exactly these batches."""
+    window = batch_size * BUCKET_BATCHES
+    batches = []
+    for start in range(0, len(examples), window):
+        part = sorted(examples[start : start + window], key=lambda e: len(e["input_ids"]))
+        batches += [part[i : i + batch_size] for i in range(0, len(part), batch_size)]
+    full = [batches[b] for b in rng.permutation(len(batches) - (len(batches[-1]) < batch_size if batches else 0))]
+    return [example for batch in full + batches[len(full) :] for example in batch]
 
 
 def collate_cpt(examples: list[dict], pad_token_id: int) -> dict[str, torch.Tensor]:
@@ -128,26 +145,54 @@ def collate_groups(groups: list[QueryGroup], tokenizer, max_length: int, group_s
 
     ``slots`` maps each text to its position in the flattened ``[n_groups * group_size]`` score grid; slots of a
     group with fewer than ``group_size`` docs stay masked out."""
-    queries, titles, summaries, slots = [], [], [], []
+    encoded = _encode_groups(groups, tokenizer, max_length)
+    flat = [ids for group in encoded for ids in group]
+    padded = tokenizer.pad({"input_ids": flat}, padding=True, padding_side="right", return_tensors="pt")
+    return {"input_ids": padded["input_ids"], "attention_mask": padded["attention_mask"], **_grid(groups, group_size)}
+
+
+def collate_groups_packed(
+    groups: list[QueryGroup], tokenizer, max_length: int, group_size: int, row_tokens: int
+) -> dict[str, torch.Tensor]:
+    """The same documents, slots, labels and mask as ``collate_groups``, each query's prompt once per packed row
+    (``models.packing``): ``input_ids``, ``position_ids``, a 4-D ``attention_mask``, ``eos_index`` and ``standalone``
+    (documents that did not start with their prompt's ids and ran whole)."""
+    prompts = tokenizer([cpt_prompt(group.query) for group in groups], add_special_tokens=True)["input_ids"]
+    packed = pack_groups(prompts, _encode_groups(groups, tokenizer, max_length), row_tokens, tokenizer.pad_token_id)
+    return {
+        "input_ids": packed.input_ids,
+        "position_ids": packed.position_ids,
+        "attention_mask": packed.attention_mask,
+        "eos_index": packed.eos_index,
+        "standalone": torch.tensor(packed.standalone),
+        **_grid(groups, group_size),
+    }
+
+
+def _encode_groups(groups: list[QueryGroup], tokenizer, max_length: int) -> list[list[list[int]]]:
+    """Each group's teacher-scoring token ids (``encode_teacher``), one list per group, in document order."""
+    queries = [group.query for group in groups for _ in group.labels]
+    titles = [title for group in groups for title in group.titles]
+    summaries = [summary for group in groups for summary in group.summaries]
+    flat = encode_teacher(tokenizer, queries, titles, summaries, max_length=max_length)["input_ids"]
+    out, start = [], 0
+    for group in groups:
+        out.append(flat[start : start + len(group.labels)])
+        start += len(group.labels)
+    return out
+
+
+def _grid(groups: list[QueryGroup], group_size: int) -> dict[str, torch.Tensor]:
+    """``slots`` (each document's cell in the flattened score grid), ``labels`` and ``mask`` [n_groups, group_size]."""
+    slots = []
     labels = torch.zeros(len(groups), group_size, dtype=torch.long)
     mask = torch.zeros(len(groups), group_size, dtype=torch.bool)
     for g, group in enumerate(groups):
         n = len(group.labels)
-        queries += [group.query] * n
-        titles += group.titles
-        summaries += group.summaries
         slots += [g * group_size + i for i in range(n)]
         labels[g, :n] = torch.tensor(group.labels)
         mask[g, :n] = True
-    encoded = encode_teacher(tokenizer, queries, titles, summaries, max_length=max_length)
-    padded = tokenizer.pad({"input_ids": encoded["input_ids"]}, padding=True, padding_side="right", return_tensors="pt")
-    return {
-        "input_ids": padded["input_ids"],
-        "attention_mask": padded["attention_mask"],
-        "slots": torch.tensor(slots, dtype=torch.long),
-        "labels": labels,
-        "mask": mask,
-    }
+    return {"slots": torch.tensor(slots, dtype=torch.long), "labels": labels, "mask": mask}
 
 
 def scatter_scores(flat_scores: torch.Tensor, slots: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:

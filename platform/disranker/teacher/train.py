@@ -13,6 +13,7 @@ that ``run`` copies to ``output_dir`` with its ``disranker.json``.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import shutil
 import tempfile
@@ -26,12 +27,15 @@ from disranker import lineage
 from disranker.config import from_dict, to_dict
 from disranker.data import io
 from disranker.evaluation import metrics
+from disranker.models.packing import PackedRows, packed_scores, packing_unsupported_reason
 from disranker.models.text import pair_texts
 from disranker.teacher import data
 from disranker.teacher.config import TeacherConfig
 from disranker.teacher.losses import rank_loss
 
 EXPORT = "export"
+PACKED_KEYS = ("input_ids", "position_ids", "attention_mask", "eos_index")
+logger = logging.getLogger(__name__)
 
 
 def run(config: TeacherConfig) -> str:
@@ -99,9 +103,19 @@ def train_loop_per_worker(loop_config: dict) -> None:
 
     load = load_teacher_lm if config.stage == "cpt" else load_teacher_scorer
     model, tokenizer = load(config.model.spec, trust_remote_code=config.model.trust_remote_code)
-    epochs = Epochs(config, tokenizer, rank, world)
+    packing_off = _packing_off_reason(config, model)
+    if packing_off and rank == 0:
+        logger.warning("SFT runs one padded row per document: %s", packing_off)
+    epochs = Epochs(config, tokenizer, rank, world, packed=packing_off is None)
     total_steps = min(epochs.steps_per_epoch * training.epochs, training.max_steps or math.inf)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=training.lr, weight_decay=training.weight_decay)
+    # fused AdamW: one kernel over all parameters, ~10x faster than the default per-tensor loop on CPU (SmolLM2-135M:
+    # 0.07 s vs 0.75 s a step here); DeepSpeed partitions and flattens the parameters itself, so it keeps the default.
+    optimizer = torch.optim.AdamW(
+        _param_groups(model, training),
+        lr=training.lr,
+        weight_decay=training.weight_decay,
+        fused=config.deepspeed is None,
+    )
     scheduler = get_scheduler(training.schedule, optimizer, training.warmup_steps, total_steps)
     backend = make_backend(config, model, optimizer, scheduler)
 
@@ -109,6 +123,25 @@ def train_loop_per_worker(loop_config: dict) -> None:
     # checkpoints) goes when the worker ends, so repeated runs do not fill the disk.
     with tempfile.TemporaryDirectory(prefix="teacher-") as scratch:
         _train(config, epochs, total_steps, backend, tokenizer, rank, world, Path(scratch))
+
+
+def _param_groups(model, training) -> list[dict]:
+    """The decoder at ``lr`` and, with ``head_lr`` set, the ``score`` layer at ``head_lr`` (one schedule for both)."""
+    head = getattr(model, "score", None)
+    if training.head_lr is None or head is None:
+        return [{"params": list(model.parameters())}]
+    head_ids = {id(p) for p in head.parameters()}
+    body = [p for p in model.parameters() if id(p) not in head_ids]
+    return [{"params": body}, {"params": list(head.parameters()), "lr": training.head_lr}]
+
+
+def _packing_off_reason(config: TeacherConfig, model) -> str | None:
+    """Why SFT does not pack query groups (None: it does); CPT has a prompt per click and never packs."""
+    if config.stage != "sft":
+        return None
+    if not config.training.packed:
+        return "training.packed is false"
+    return packing_unsupported_reason(model)
 
 
 def _train(config, epochs, total_steps, backend, tokenizer, rank: int, world: int, workdir: Path) -> None:
@@ -160,7 +193,7 @@ def _train(config, epochs, total_steps, backend, tokenizer, rank: int, world: in
             if state["step"] % config.run.checkpoint_every_steps == 0:
                 report({"loss": state["losses"][-1], "epoch": epoch}, with_export=True)
         if config.stage == "sft":
-            scores = _score_dev(config, backend.module, tokenizer, epochs.dev, rank, world)
+            scores = _score_dev(config, backend, tokenizer, epochs.dev, rank, world)
             dev = _dev_metrics(epochs.dev, scores)
             state["dev"].append({"epoch": epoch, **dev})
             if state["best"] is None or dev[training.select_metric] > state["best"][training.select_metric]:
@@ -178,8 +211,9 @@ def _train(config, epochs, total_steps, backend, tokenizer, rank: int, world: in
 class Epochs:
     """This worker's shard of the training data, cut into the same micro-batches on every rank."""
 
-    def __init__(self, config: TeacherConfig, tokenizer, rank: int, world: int):
+    def __init__(self, config: TeacherConfig, tokenizer, rank: int, world: int, packed: bool = False):
         self.config, self.tokenizer, self.rank, self.world = config, tokenizer, rank, world
+        self.packed = packed
         training = config.training
         if config.stage == "cpt":
             clicks = io.read_table(config.data.clicks)
@@ -205,7 +239,8 @@ class Epochs:
         training = self.config.training
         rng = np.random.default_rng([training.seed, epoch])
         if self.config.stage == "cpt":
-            items = [self.cpt[i] for i in rng.permutation(len(self.cpt))]
+            shuffled = [self.cpt[i] for i in rng.permutation(len(self.cpt))]
+            items = data.length_bucketed(shuffled, training.batch_size, rng)
         else:  # new groups (other negatives) each epoch; the same on every rank, then sharded
             groups, _ = data.query_groups(
                 self.train, training.group_size, training.seed + epoch, self.config.data.max_examples
@@ -217,6 +252,10 @@ class Epochs:
             chunk = items[index * training.batch_size : (index + 1) * training.batch_size]
             if self.config.stage == "cpt":
                 yield data.collate_cpt(chunk, self.tokenizer.pad_token_id)
+            elif self.packed:
+                yield data.collate_groups_packed(
+                    chunk, self.tokenizer, training.max_length, training.group_size, training.pack_row_tokens
+                )
             else:
                 yield data.collate_groups(chunk, self.tokenizer, training.max_length, training.group_size)
 
@@ -224,23 +263,31 @@ class Epochs:
 def _loss(config: TeacherConfig, backend, batch: dict) -> torch.Tensor:
     if config.stage == "cpt":
         return backend.forward(**batch).loss  # transformers' shifted cross-entropy; -100 labels are ignored
-    logits = backend.forward(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-    scores = data.scatter_scores(logits[:, 0].float(), batch["slots"], tuple(batch["labels"].shape))
+    if "eos_index" in batch:
+        rows = PackedRows(**{k: batch[k] for k in PACKED_KEYS}, standalone=int(batch["standalone"]))
+        flat_scores = packed_scores(backend.forward, backend.module, rows)
+    else:
+        flat_scores = backend.forward(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, 0]
+    scores = data.scatter_scores(flat_scores.float(), batch["slots"], tuple(batch["labels"].shape))
     options = {"margin": config.training.margin} if config.training.rank_loss == "hinge" else {}
     return rank_loss(config.training.rank_loss, scores, batch["labels"], batch["mask"], **options)
 
 
-def _score_dev(config: TeacherConfig, module, tokenizer, dev, rank: int, world: int) -> np.ndarray:
-    """Scores of every dev pair; each rank scores an equal-size slice (ZeRO-3 needs every rank in every forward)."""
+def _score_dev(config: TeacherConfig, backend, tokenizer, dev, rank: int, world: int) -> np.ndarray:
+    """Scores of every dev pair; each rank scores an equal-size slice. Each query's prompt runs once, except under
+    ZeRO-3, which needs every rank in every forward: there the plain scorer's forward count is the same on all ranks."""
     from torch import distributed as dist
 
     from disranker.models.loading import score_pairs_teacher
+    from disranker.models.prefix_scoring import score_pairs_teacher_shared_prefix
+
+    scorer = score_pairs_teacher if getattr(backend, "zero3", False) else score_pairs_teacher_shared_prefix
 
     per_rank = math.ceil(dev.num_rows / world)
     rows = np.minimum(np.arange(rank * per_rank, (rank + 1) * per_rank), dev.num_rows - 1)  # pad with the last row
     part = dev.take(rows)
-    scores = score_pairs_teacher(
-        module,
+    scores = scorer(
+        backend.module,
         tokenizer,
         *pair_texts(part),
         batch_size=config.training.eval_batch_size,
@@ -270,6 +317,7 @@ def _final_metrics(state: dict, epochs: Epochs) -> dict:
         "last_loss": state["losses"][-1] if state["losses"] else None,
         "loss_history": state["losses"],
         "resumed_from_step": state["resumed_from_step"],
+        "packed": epochs.packed,
     }
     if state["best"] is not None:
         skipped = epochs.group_stats.queries - epochs.group_stats.groups  # all docs share one label: no pair

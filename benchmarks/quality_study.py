@@ -1,0 +1,299 @@
+"""The quality study: does the DisRanker ordering hold on the demo task, and at which human-label budget?
+
+For each label budget L (train queries with their human grades) and one fixed unlabeled pool, through the stage code
+(Ray Train, Ray Data, the comparison stage), all on the small WordNet demo corpus:
+
+- teacher CPT on the click log (once; the clicks are a separate, cheaper signal than grades);
+- teacher SFT on the L queries, from the CPT folder (``teacher``) and from the base model (``teacher_no_cpt``);
+- the labels-only student on the same L queries' grades (seeds);
+- the pool labeled by ``teacher``; the distilled student on those labels with the hybrid loss (seeds), and at the
+  demo's budget with Point-MSE and Margin-MSE alone (the loss ablation);
+- every model scored on the same ``--test-queries`` test queries; model selection (best epoch) on dev only.
+
+Claims rest on per-query NDCG@10 with a paired bootstrap 95 % interval over test queries
+(``disranker.evaluation.statistics``); a student's per-query value is the mean over its seeds. The JSON holds the
+per-budget metrics, every interval, and a top-level ``claims`` list at ``--demo-budget``; a learning-curve PNG goes
+beside it. Every stage skips itself when its folder already holds the same run, so an interrupted study resumes where
+it stopped (rerun the same command); the JSON is rewritten after each budget.
+
+    nohup python benchmarks/quality_study.py --budgets 100 300 --demo-budget 100 > quality_study.log 2>&1 &
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from disranker import lineage
+from disranker.config import load_config
+from disranker.data import demo, io
+from disranker.evaluation import compare, metrics
+from disranker.evaluation.statistics import paired_bootstrap
+from disranker.labeling import pipeline as labeling
+from disranker.labeling.config import LabelConfig
+from disranker.pipeline import samples
+from disranker.student import train as student_train
+from disranker.student.config import DistillConfig
+from disranker.teacher import train as teacher_train
+from disranker.teacher.config import TeacherConfig
+
+SINGLE_LOSSES = ("point", "margin")
+ONE_WORKER = ["scaling.num_workers=1", "scaling.cpus_per_worker=2"]
+
+
+def teacher_overrides(args) -> list[str]:
+    return [
+        f"training.max_length={args.max_length}",
+        f"training.precision={args.precision}",
+        f"run.checkpoint_every_steps={10**6}",  # epoch-end checkpoints only: each one is ~1.6 GB here
+        *ONE_WORKER,
+    ]
+
+
+def student_overrides(args, seed: int) -> list[str]:
+    return [
+        f"student.max_length={args.student_max_length}",
+        f"training.epochs={args.student_epochs}",
+        f"training.lr={args.student_lr}",
+        f"training.group_size={args.group_size}",
+        f"training.seed={seed}",
+        f"training.precision={args.precision}",
+        *ONE_WORKER,
+    ]
+
+
+class Study:
+    def __init__(self, args):
+        self.args = args
+        self.work = io.absolute(args.work_dir)
+        self.seconds: dict[str, float] = {}
+
+    def stage(self, name: str, run, config_class, config_file: str, overrides: list[str]) -> str:
+        """One stage run (skipped by its own lineage check when done), timed under ``name``."""
+        started = time.perf_counter()
+        folder = run(load_config(config_class, config_file, [f"output_dir={self.work}/{name}", *overrides]))
+        self.seconds[name] = round(time.perf_counter() - started, 1)
+        print(f"{name}: {self.seconds[name]} s", flush=True)
+        return folder
+
+    def sample(self, name: str, source: str, n_queries: int | None) -> str:
+        return samples.write_sample(source, f"{self.work}/samples/{name}", n_queries, self.args.sample_seed)
+
+    def teacher(self, name: str, spec: str, train: str, dev: str) -> str:
+        a = self.args
+        overrides = [
+            f"model.spec={spec}",
+            f"data.train={train}",
+            f"data.dev={dev}",
+            f"training.epochs={a.sft_epochs}",
+            f"training.lr={a.sft_lr}",
+            f"training.head_lr={a.head_lr}",
+            f"training.rank_loss={a.rank_loss}",
+            f"training.group_size={a.group_size}",
+            "training.batch_size=2",
+            "training.grad_accumulation=1",
+            "training.warmup_steps=10",
+            *teacher_overrides(a),
+        ]
+        return self.stage(name, teacher_train.run, TeacherConfig, "jobs/configs/teacher_sft.yaml", overrides)
+
+    def student(self, name: str, mode: str, data: str, dev: str, seed: int, loss: str = "hybrid") -> str:
+        source = f"data.labels={data}" if mode == "teacher" else f"data.judgments={data}"
+        overrides = [
+            f"mode={mode}",
+            source,
+            f"data.dev={dev}",
+            f"loss.name={loss}",
+            *student_overrides(self.args, seed),
+        ]
+        return self.stage(name, student_train.run, DistillConfig, "jobs/configs/distill_student.yaml", overrides)
+
+
+def per_query_ndcg(compare_dir: str, test: str) -> dict[str, np.ndarray]:
+    """Each model's NDCG@10 per test query (queries in sorted id order, the same for every model)."""
+    judgments = io.read_table(test, columns=["query_id", "doc_id", "label"])
+    out = {}
+    for name, entry in io.read_json(io.join(compare_dir, "metrics.json")).items():
+        scores = io.read_table(io.join(compare_dir, f"{name}.parquet")).select(["query_id", "doc_id", "score"])
+        joined = judgments.join(scores, ["query_id", "doc_id"])
+        qids = np.asarray(joined["query_id"].to_pylist(), dtype=object)
+        _, values = metrics.ndcg_at_k_per_query(qids, joined["label"].to_numpy(), joined["score"].to_numpy(), 10)
+        assert entry["n_queries"] == len(values), name
+        out[name] = values
+    return out
+
+
+def run_budget(study: Study, budget: int, cpt: str, dev: str, pool: str, test: str) -> dict:
+    a = study.args
+    train = study.sample(f"train_{budget}", io.join(a.corpus, "judgments", "train.parquet"), budget)
+    b = f"L{budget}"
+    models = {
+        "teacher": study.teacher(f"{b}/teacher", cpt, train, dev),
+        "teacher_no_cpt": study.teacher(f"{b}/teacher_no_cpt", "packaged:smollm2", train, dev),
+    }
+    for seed in a.seeds:
+        models[f"labels_only_s{seed}"] = study.student(f"{b}/labels_only_s{seed}", "labels_only", train, dev, seed)
+    label_overrides = [
+        f"pool={pool}",
+        f"teacher.spec={models['teacher']}",
+        f"teacher.max_length={a.max_length}",
+        "teacher.batch_size=16",
+    ]
+    labels = study.stage(f"{b}/labels", labeling.run, LabelConfig, "jobs/configs/label_pool.yaml", label_overrides)
+    losses = ["hybrid", *(SINGLE_LOSSES if budget == a.demo_budget else ())]
+    for loss in losses:
+        for seed in a.seeds:
+            models[f"{loss}_s{seed}"] = study.student(f"{b}/{loss}_s{seed}", "teacher", labels, dev, seed, loss)
+    entries = [{"name": "bm25", "kind": "bm25"}] + [
+        {"name": name, "kind": "teacher" if name.startswith("teacher") else "student", "path": path}
+        for name, path in models.items()
+    ]
+    compare_overrides = [
+        f"judgments={test}",
+        f"models={json.dumps(entries)}",
+        f"max_length={a.max_length}",
+        "batch_size=16",
+    ]
+    compare_dir = study.stage(f"{b}/compare", compare.run, compare.CompareConfig, "jobs/configs/evaluate_models.yaml",
+                              compare_overrides)  # fmt: skip
+    return summarize(budget, compare_dir, test, losses, a.seeds)
+
+
+def summarize(budget: int, compare_dir: str, test: str, losses: list[str], seeds: list[int]) -> dict:
+    table = io.read_json(io.join(compare_dir, "metrics.json"))
+    ndcg = per_query_ndcg(compare_dir, test)
+    families = {"labels_only": "labels_only", **{loss: loss for loss in losses}}
+    for family in families:  # a student family's per-query value: the mean over its seeds
+        ndcg[family] = np.mean([ndcg[f"{family}_s{s}"] for s in seeds], axis=0)
+    mean_std = {
+        family: {
+            metric: [float(np.mean(v)), float(np.std(v, ddof=1)) if len(v) > 1 else 0.0]
+            for metric in ("ndcg@10", "pnr", "mrr@10")
+            for v in [[table[f"{family}_s{s}"][metric] for s in seeds]]
+        }
+        for family in families
+    }
+    best_single = max(SINGLE_LOSSES, key=lambda loss: ndcg[loss].mean()) if SINGLE_LOSSES[0] in losses else None
+    intervals = {
+        "teacher_minus_labels_only": paired_bootstrap(ndcg["teacher"], ndcg["labels_only"]),
+        "distilled_minus_labels_only": paired_bootstrap(ndcg["hybrid"], ndcg["labels_only"]),
+        "distilled_over_teacher": paired_bootstrap(ndcg["hybrid"], ndcg["teacher"], statistic="ratio"),
+        "cpt_on_minus_off": paired_bootstrap(ndcg["teacher"], ndcg["teacher_no_cpt"]),
+    }
+    if best_single:
+        intervals["hybrid_minus_best_single"] = paired_bootstrap(ndcg["hybrid"], ndcg[best_single])
+    return {
+        "budget": budget,
+        "test_queries": len(ndcg["teacher"]),
+        "ndcg@10": {name: float(v.mean()) for name, v in ndcg.items()},
+        "metrics": {name: {k: table[name][k] for k in ("ndcg@10", "pnr", "mrr@10", "n_queries")} for name in table},
+        "students_mean_std": mean_std,
+        "best_single_loss": best_single,
+        "intervals": {name: interval.as_dict() for name, interval in intervals.items()},
+    }
+
+
+# When each claim holds: (rule in words, test on the interval).
+CLAIM_RULES = {
+    "teacher_minus_labels_only": ("≥ +0.03 and interval above 0", lambda i: i["value"] >= 0.03 and i["ci_low"] > 0),
+    "distilled_minus_labels_only": ("interval above 0", lambda i: i["ci_low"] > 0),
+    "distilled_over_teacher": ("≥ 0.97", lambda i: i["value"] >= 0.97),
+    "cpt_on_minus_off": ("interval above 0", lambda i: i["ci_low"] > 0),
+    "hybrid_minus_best_single": ("interval above 0", lambda i: i["ci_low"] > 0),
+}
+
+
+def claims(budget_result: dict) -> list[dict]:
+    out = []
+    for name, (rule, holds) in CLAIM_RULES.items():
+        interval = budget_result["intervals"].get(name)
+        if interval is not None:
+            out.append({"name": name, **interval, "holds": bool(holds(interval)), "rule": rule})
+    return out
+
+
+def plot_learning_curve(budgets: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    xs = [b["budget"] for b in budgets]
+    for name, label in (("teacher", "teacher (CPT + SFT)"), ("teacher_no_cpt", "teacher (SFT only)"),
+                        ("labels_only", "labels-only student"), ("hybrid", "distilled student (hybrid)"),
+                        ("bm25", "BM25")):  # fmt: skip
+        ax.plot(xs, [b["ndcg@10"][name] for b in budgets], marker="o", label=label)
+    ax.set(xscale="log", xlabel="human-labeled train queries", ylabel=f"NDCG@10 ({budgets[0]['test_queries']} test q.)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--corpus", default="outputs/demo/corpus", help="small demo corpus (built when missing)")
+    parser.add_argument("--work-dir", default="outputs/bench/quality_study")
+    parser.add_argument("--budgets", type=int, nargs="+", default=[100, 300])
+    parser.add_argument("--demo-budget", type=int, default=100, help="the budget of the claims list and the ablation")
+    parser.add_argument("--pool-queries", type=int, default=300)
+    parser.add_argument("--dev-queries", type=int, default=50)
+    parser.add_argument("--test-queries", type=int, default=300)
+    parser.add_argument("--sample-seed", type=int, default=0)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="student seeds")
+    parser.add_argument("--cpt-steps", type=int, default=150)
+    parser.add_argument("--sft-epochs", type=int, default=3)
+    parser.add_argument("--sft-lr", type=float, default=5e-5)
+    parser.add_argument("--head-lr", type=float, default=1e-3)
+    parser.add_argument("--rank-loss", default="hinge")
+    parser.add_argument("--group-size", type=int, default=16)
+    parser.add_argument("--max-length", type=int, default=96)
+    parser.add_argument("--precision", default="bf16")
+    parser.add_argument("--student-epochs", type=int, default=3)
+    parser.add_argument("--student-lr", type=float, default=5e-5)
+    parser.add_argument("--student-max-length", type=int, default=128)
+    parser.add_argument("--out", default="benchmarks/results/quality_study.json")
+    args = parser.parse_args(argv)
+    args.corpus = io.absolute(args.corpus)
+    demo.run(demo.DemoCorpusConfig(size="small", output_dir=args.corpus))
+    study = Study(args)
+    dev = study.sample("dev", io.join(args.corpus, "judgments", "dev.parquet"), args.dev_queries)
+    test = study.sample("test", io.join(args.corpus, "judgments", "test.parquet"), args.test_queries)
+    pool = study.sample("pool", io.join(args.corpus, "pool.parquet"), args.pool_queries)
+    cpt_overrides = [
+        f"data.clicks={io.join(args.corpus, 'clicks.parquet')}",
+        f"training.max_steps={args.cpt_steps}",
+        "training.batch_size=8",
+        "training.grad_accumulation=1",
+        f"training.warmup_steps={max(1, args.cpt_steps // 10)}",
+        *teacher_overrides(args),
+    ]
+    cpt = study.stage("teacher_cpt", teacher_train.run, TeacherConfig, "jobs/configs/teacher_cpt.yaml", cpt_overrides)
+    budgets = []
+    for budget in args.budgets:
+        budgets.append(run_budget(study, budget, cpt, dev, pool, test))
+        demo_result = next((b for b in budgets if b["budget"] == args.demo_budget), None)
+        result = {
+            "settings": vars(args),
+            "pool_queries": samples.query_count(pool),
+            "claims": claims(demo_result) if demo_result else [],
+            "budgets": budgets,
+            "stage_seconds": study.seconds,
+            "cpt_last_loss": (lineage.read_lineage(cpt) or {}).get("metrics", {}).get("last_loss"),
+        }
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+        plot_learning_curve(budgets, Path(args.out).with_suffix(".png"))
+        for claim in result["claims"]:
+            print(f"{claim['name']:<28} {claim['value']:+.4f} [{claim['ci_low']:+.4f}, {claim['ci_high']:+.4f}] "
+                  f"holds={claim['holds']}")  # fmt: skip
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,165 @@
+"""Teacher SFT training speed: packed query groups vs one padded row per document, fp32 vs bf16 autocast.
+
+The real SmolLM2-135M scorer, the small demo corpus' train judgments, and the SFT stage's own batch code
+(``teacher.data.query_groups`` → ``collate_groups`` or ``collate_groups_packed``, ``rank_loss``, AdamW with clipping):
+every mode trains on the same query groups in the same order, from the same weights, in one process (torch-level, no
+Ray: the worker's step is what is timed: forward, backward, clipping, AdamW). Per mode: training pairs (documents) per
+second, token positions run per step (padding included), the matmul FLOPs of a step (counted from the shapes, see
+``step_flops``) and the FLOP rate reached, and the loss of each step, the same across modes to rounding.
+
+    python benchmarks/teacher_speed.py --groups-per-step 2 --group-size 16 --steps 6   # the docs' run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from disranker.data import demo, io
+from disranker.models import precision
+from disranker.models.loading import load_teacher_scorer
+from disranker.models.packing import PackedRows, packed_scores
+from disranker.teacher import data
+from disranker.teacher.losses import rank_loss
+
+# layout-precision[-optimizer]: "plain-fp32-foreach" is the SFT step before packing (torch's default AdamW); the
+# others use the fused AdamW the stage uses now, so each ratio to "plain-fp32" is packing's or bf16's own.
+MODES = ("plain-fp32-foreach", "plain-fp32", "packed-fp32", "plain-bf16", "packed-bf16")
+PACKED_KEYS = ("input_ids", "position_ids", "attention_mask", "eos_index")
+
+
+def batches(groups: list, tokenizer, layout: str, args) -> list[dict]:
+    chunks = [groups[i : i + args.groups_per_step] for i in range(0, len(groups), args.groups_per_step)]
+    if layout == "packed":
+        return [
+            data.collate_groups_packed(c, tokenizer, args.max_length, args.group_size, args.row_tokens) for c in chunks
+        ]
+    return [data.collate_groups(c, tokenizer, args.max_length, args.group_size) for c in chunks]
+
+
+def loss_of(model, batch: dict, mode_precision: str) -> torch.Tensor:
+    with precision.autocast(mode_precision, "cpu"):
+        if "eos_index" in batch:
+            rows = PackedRows(**{k: batch[k] for k in PACKED_KEYS}, standalone=int(batch["standalone"]))
+            flat = packed_scores(model, model, rows)
+        else:
+            flat = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, 0]
+    scores = data.scatter_scores(flat.float(), batch["slots"], tuple(batch["labels"].shape))
+    return rank_loss("hinge", scores, batch["labels"], batch["mask"])
+
+
+def step_flops(model, batch: dict) -> float:
+    """Matmul FLOPs of one training step (forward + backward = 3× the forward): 2 per weight per token for the
+    decoder's linear layers and the head, plus attention's QKᵀ and AV over every row's full width (a dense mask runs
+    every position, masked or not). Embedding lookups are not matmuls and are left out."""
+    config = model.config
+    linear = sum(p.numel() for name, p in model.named_parameters() if p.dim() == 2 and "embed_tokens" not in name)
+    rows, width = batch["input_ids"].shape
+    attention = 2 * 2 * config.num_hidden_layers * config.hidden_size * rows * width * width
+    return 3 * (2 * linear * rows * width + attention)
+
+
+def run_mode(args, mode: str, groups: list) -> dict:
+    layout, mode_precision, *optimizer_kind = mode.split("-")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model, tokenizer = load_teacher_scorer(args.model)
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, fused=optimizer_kind != ["foreach"])
+    prepared = batches(groups, tokenizer, layout, args)
+    losses, seconds = [], []
+    for i, batch in enumerate(prepared[: args.warmup + args.steps]):
+        started = time.perf_counter()
+        loss = loss_of(model, batch, mode_precision)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        if i >= args.warmup:
+            seconds.append(time.perf_counter() - started)
+            losses.append(loss.item())
+    timed = prepared[args.warmup : args.warmup + args.steps]
+    pairs = sum(int(b["mask"].sum()) for b in timed)
+    tokens = sum(b["input_ids"].numel() for b in timed)
+    flops = sum(step_flops(model, b) for b in timed)
+    return {
+        "mode": mode,
+        "layout": layout,
+        "precision": mode_precision,
+        "pairs_per_s": pairs / sum(seconds),
+        "seconds_per_step": float(np.mean(seconds)),
+        "tokens_per_step": tokens / len(timed),  # token positions run, padding included
+        "gflop_per_step": flops / len(timed) / 1e9,
+        "gflop_per_s": flops / sum(seconds) / 1e9,
+        "losses": losses,
+    }
+
+
+def cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
+        if line.startswith("model name"):
+            return line.partition(":")[2].strip()
+    return platform.machine()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--corpus", default="outputs/demo/corpus", help="small demo corpus (built when missing)")
+    parser.add_argument("--model", default="packaged:smollm2")
+    parser.add_argument("--groups-per-step", type=int, default=2)
+    parser.add_argument("--group-size", type=int, default=16)
+    parser.add_argument("--max-length", type=int, default=96)
+    parser.add_argument("--row-tokens", type=int, default=512)
+    parser.add_argument("--steps", type=int, default=8, help="timed steps per mode")
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--lr", type=float, default=3e-5)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
+    parser.add_argument("--out", default="benchmarks/results/teacher_speed.json")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    corpus = demo.run(demo.DemoCorpusConfig(size="small", output_dir=args.corpus))
+    train = io.read_table(io.join(corpus, "judgments", "train.parquet"))
+    n_groups = args.groups_per_step * (args.warmup + args.steps)
+    groups, _ = data.query_groups(train, args.group_size, seed=0, max_queries=n_groups + 20)
+    groups = groups[:n_groups]
+
+    rows = []
+    for mode in args.modes:
+        rows.append(run_mode(args, mode, groups))
+        print(f"{mode}: {rows[-1]['pairs_per_s']:.2f} pairs/s", flush=True)
+    by_mode = {r["mode"]: r for r in rows}
+    print(f"\n{'mode':<19} {'pairs/s':>8} {'× before':>9} {'× plain':>8} {'s/step':>7} {'tokens':>7} {'GFLOP/s':>8}")
+    for r in rows:
+        for key, base in (("over_before", "plain-fp32-foreach"), ("over_plain_fp32", "plain-fp32")):
+            r[key] = r["pairs_per_s"] / by_mode[base]["pairs_per_s"] if base in by_mode else None
+        ratios = " ".join(f"{r[k]:>8.2f}" if r[k] else f"{'-':>8}" for k in ("over_before", "over_plain_fp32"))
+        print(
+            f"{r['mode']:<19} {r['pairs_per_s']:>8.2f} {ratios} {r['seconds_per_step']:>7.2f} "
+            f"{r['tokens_per_step']:>7.0f} {r['gflop_per_s']:>8.1f}"
+        )
+    result = {
+        "settings": vars(args),
+        "machine": {
+            "cpu": cpu_model(),
+            "cpu_bf16_flags": list(precision.cpu_bf16_flags()),
+            "torch_threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+            "load_average_at_start": os.getloadavg(),
+        },
+        "modes": rows,
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    print(f"\nwrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
