@@ -144,7 +144,7 @@ def run_budget(study: Study, budget: int, cpt: str, dev: str, pool: str, test: s
         "teacher.batch_size=16",
     ]
     labels = study.stage(f"{b}/labels", labeling.run, LabelConfig, "jobs/configs/label_pool.yaml", label_overrides)
-    losses = ["hybrid", *(SINGLE_LOSSES if budget == a.demo_budget else ())]
+    losses = ["hybrid", *(a.ablation_losses if budget == a.demo_budget else ())]
     for loss in losses:
         for seed in a.seeds:
             models[f"{loss}_s{seed}"] = study.student(f"{b}/{loss}_s{seed}", "teacher", labels, dev, seed, loss)
@@ -160,10 +160,13 @@ def run_budget(study: Study, budget: int, cpt: str, dev: str, pool: str, test: s
     ]
     compare_dir = study.stage(f"{b}/compare", compare.run, compare.CompareConfig, "jobs/configs/evaluate_models.yaml",
                               compare_overrides)  # fmt: skip
-    return summarize(budget, compare_dir, test, losses, a.seeds)
+    dev = {name: lineage.read_lineage(path)["metrics"]["best"] for name, path in models.items()}
+    return summarize(budget, compare_dir, test, losses, a.seeds, dev)
 
 
-def summarize(budget: int, compare_dir: str, test: str, losses: list[str], seeds: list[int]) -> dict:
+def summarize(budget: int, compare_dir: str, test: str, losses: list[str], seeds: list[int], dev: dict) -> dict:
+    """Test metrics, seed means and the intervals; ``dev`` (each model's best dev epoch) picks the best single loss,
+    because no choice is made on test."""
     table = io.read_json(io.join(compare_dir, "metrics.json"))
     ndcg = per_query_ndcg(compare_dir, test)
     families = {"labels_only": "labels_only", **{loss: loss for loss in losses}}
@@ -177,7 +180,9 @@ def summarize(budget: int, compare_dir: str, test: str, losses: list[str], seeds
         }
         for family in families
     }
-    best_single = max(SINGLE_LOSSES, key=lambda loss: ndcg[loss].mean()) if SINGLE_LOSSES[0] in losses else None
+    singles = [loss for loss in losses if loss != "hybrid"]
+    dev_value = {loss: np.mean([dev[f"{loss}_s{s}"]["value"] for s in seeds]) for loss in singles}
+    best_single = max(singles, key=dev_value.get) if singles else None
     intervals = {
         "teacher_minus_labels_only": paired_bootstrap(ndcg["teacher"], ndcg["labels_only"]),
         "distilled_minus_labels_only": paired_bootstrap(ndcg["hybrid"], ndcg["labels_only"]),
@@ -193,6 +198,7 @@ def summarize(budget: int, compare_dir: str, test: str, losses: list[str], seeds
         "metrics": {name: {k: table[name][k] for k in ("ndcg@10", "pnr", "mrr@10", "n_queries")} for name in table},
         "students_mean_std": mean_std,
         "best_single_loss": best_single,
+        "dev_best": dev,
         "intervals": {name: interval.as_dict() for name, interval in intervals.items()},
     }
 
@@ -257,6 +263,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--student-epochs", type=int, default=3)
     parser.add_argument("--student-lr", type=float, default=5e-5)
     parser.add_argument("--student-max-length", type=int, default=128)
+    parser.add_argument(
+        "--ablation-losses", nargs="*", default=list(SINGLE_LOSSES), help="single losses at --demo-budget (none: skip)"
+    )
     parser.add_argument("--out", default="benchmarks/results/quality_study.json")
     args = parser.parse_args(argv)
     args.corpus = io.absolute(args.corpus)

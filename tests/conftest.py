@@ -52,8 +52,10 @@ def packed_and_plain():
 
     def run(model, tokenizer, groups, max_length: int, row_tokens: int):
         size = max(len(group.labels) for group in groups)
-        plain = data.collate_groups(groups, tokenizer, max_length, size)
+        device = next(model.parameters()).device
+        plain = {k: v.to(device) for k, v in data.collate_groups(groups, tokenizer, max_length, size).items()}
         packed = data.collate_groups_packed(groups, tokenizer, max_length, size, row_tokens)
+        packed = {k: v.to(device) for k, v in packed.items()}
         rows = PackedRows(
             **{k: packed[k] for k in ("input_ids", "position_ids", "attention_mask", "eos_index")}, standalone=0
         )
