@@ -95,4 +95,3 @@ def test_smollm2_packed_groups_give_the_plain_scores_and_gradients(smollm2_dir, 
     for name, grad in want_grads.items():
         # 30 layers of float32 sums in another order: within 1e-3 of the tensor's largest gradient (seen: 7e-5)
         assert (got_grads[name] - grad).abs().max() <= 1e-3 * grad.abs().max(), name
-
