@@ -8,8 +8,10 @@ Every mode scores the same pool slice (the first N rows of ``--pool``, file orde
 - ``ray-transformers``: ``disranker.labeling.run`` with 1 and 2 actors (``--actors``), fractional CPUs, as the stage
   runs by default: shards of 2,000 rows read in 256-row parts (one actor call each), the rows of a call sorted by
   length, each query's prompt run once per call (``scoring.share_query_prompt``; ``--no-shared-prompt`` turns it off);
-- ``ray-transformers-bf16``: the stage with the most actors and ``scoring.precision=bf16`` (bf16 weights); its
-  ``spearman_vs_loop`` says whether it still ranks like the fp32 loop (every mode reports it, and its max |diff|);
+- ``ray-transformers-bf16``: the stage with the most actors and ``scoring.precision=bf16`` (bf16 weights, used only if
+  the stage's own check finds them ranking like fp32: ``precision`` in the JSON says what ran); ``spearman_vs_loop``
+  says how it ranks against the fp32 loop (every mode reports it, and its max |diff|). Use a trained teacher
+  (``--teacher``): a seeded untrained head's scores lie too close together for bf16 to keep their order;
 - ``ray-vllm``: the same with ``backend=vllm``, 1 actor; skipped, with the reason, where ``import vllm`` fails.
 
 Each measurement runs in its own subprocess (no warm caches, no leftover Ray). pairs/s is end to end: for the loop,
@@ -101,7 +103,12 @@ def ray_stage(task: dict) -> dict:
     wall = time.perf_counter() - started
     metrics = json.loads(Path(task["output"], "disranker.json").read_text())["metrics"]
     ray.shutdown()
-    return {"wall_s": wall, "stage_pairs_per_s": metrics["pairs_per_s"], "rejected": metrics["rejected"]}
+    return {
+        "wall_s": wall,
+        "stage_pairs_per_s": metrics["pairs_per_s"],
+        "rejected": metrics["rejected"],
+        "precision": metrics["precision"],  # what the driver's check decided (bf16 only if it ranks like fp32)
+    }
 
 
 def measure(task: dict, workdir: Path, sample_s: float) -> dict:

@@ -60,6 +60,7 @@ def student_overrides(args, seed: int) -> list[str]:
         f"training.epochs={args.student_epochs}",
         f"training.lr={args.student_lr}",
         f"training.group_size={args.group_size}",
+        f"training.groups_per_batch={args.groups_per_batch}",
         f"training.seed={seed}",
         f"training.precision={args.precision}",
         *ONE_WORKER,
@@ -247,7 +248,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--work-dir", default="outputs/bench/quality_study")
     parser.add_argument("--budgets", type=int, nargs="+", default=[100, 300])
     parser.add_argument("--demo-budget", type=int, default=100, help="the budget of the claims list and the ablation")
-    parser.add_argument("--pool-queries", type=int, default=300)
+    parser.add_argument("--pool-queries", type=int, default=200)
     parser.add_argument("--dev-queries", type=int, default=50)
     parser.add_argument("--test-queries", type=int, default=300)
     parser.add_argument("--sample-seed", type=int, default=0)
@@ -260,7 +261,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--group-size", type=int, default=16)
     parser.add_argument("--max-length", type=int, default=96)
     parser.add_argument("--precision", default="bf16")
-    parser.add_argument("--student-epochs", type=int, default=3)
+    parser.add_argument("--student-epochs", type=int, default=6, help="the best dev epoch is kept")
+    parser.add_argument("--groups-per-batch", type=int, default=4, help="student query groups per step")
     parser.add_argument("--student-lr", type=float, default=5e-5)
     parser.add_argument("--student-max-length", type=int, default=128)
     parser.add_argument(

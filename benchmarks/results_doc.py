@@ -52,7 +52,8 @@ def quality_study(data: dict) -> list[str]:
         f"{s['dev_queries']} dev queries pick every model's best epoch; {s['test_queries']} test queries, touched only "
         f"by the final comparison. Teacher: SmolLM2-135M, CPT {s['cpt_steps']} steps of 8 clicks, SFT "
         f"{s['sft_epochs']} epochs ({s['rank_loss']}, groups of {s['group_size']}, lr {s['sft_lr']}, head lr "
-        f"{s['head_lr']}, {s['precision']}); students: MiniLM-L6, {s['student_epochs']} epochs, lr {s['student_lr']}, "
+        f"{s['head_lr']}, {s['precision']}); students: MiniLM-L6, {s['student_epochs']} epochs (best dev epoch "
+        f"kept), {s['groups_per_batch']} groups of {s['group_size']} per step, lr {s['student_lr']}, "
         f"seeds {', '.join(map(str, s['seeds']))} (a student row is the mean over seeds). Intervals: paired bootstrap "
         "over test queries, 95 %, on NDCG@10.",
         "",

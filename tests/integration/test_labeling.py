@@ -60,6 +60,7 @@ def _config(pool, teacher, output_dir, workers=2) -> LabelConfig:
             f"rows_per_shard={ROWS_PER_SHARD}",
             "scoring.rows_per_call=16",
             "teacher.batch_size=4",
+            "scoring.precision=fp32",  # the scores are compared to fp32 ones; bf16 is decided in unit tests
             f"scaling.num_workers={workers}",
             "scaling.cpus_per_worker=0.5",
         ],

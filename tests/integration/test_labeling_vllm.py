@@ -58,6 +58,7 @@ def _label(root, teacher, backend: str) -> pa.Table:
             "scaling.num_workers=1",
             "scaling.cpus_per_worker=1",
             "scoring.torch_threads=1",
+            "scoring.precision=fp32",  # the scores are compared to fp32 ones; bf16 is decided in unit tests
             "scoring.vllm_memory_fraction=0.25",  # of RAM on CPU; it must also cover the actor's own ~1-2 GiB
         ],
     )

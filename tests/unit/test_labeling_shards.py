@@ -91,8 +91,8 @@ def test_unknown_backend_is_a_config_error():
 def test_scoring_precision_picks_the_weights_dtype_and_keeps_fp32_on_a_cpu_by_default():
     from disranker.labeling.backends import scoring_dtype
 
-    # bf16 SmolLM2 weights ranked the demo pairs at Spearman 0.958 against fp32 here (a seeded head): below the 0.99
-    # floor, so `auto` keeps fp32 on a CPU whatever its flags; bf16 is there when asked for.
+    # The driver resolves `auto` before the actors start (labeling.precision_check); an actor given `auto` on a CPU
+    # takes fp32, the safe side.
     assert scoring_dtype("auto", "cpu") == "float32"
     assert scoring_dtype("bf16", "cpu") == "bfloat16" and scoring_dtype("fp32", "cuda") == "float32"
     config = load_config(LabelConfig, None, ["scoring.precision=bf16"])

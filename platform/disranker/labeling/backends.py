@@ -162,8 +162,8 @@ class VllmScorer(TeacherScorer):
 
 
 def scoring_dtype(choice: str, device_type: str) -> str:
-    """The torch / vLLM dtype name of ``scoring.precision`` on ``device_type``. ``auto`` is bf16 on GPUs only: on a
-    CPU, bf16 weights are taken when asked for (``bf16``), after checking that they rank like fp32 there."""
+    """The torch / vLLM dtype name of ``scoring.precision`` on ``device_type``. The driver resolves ``auto`` before
+    the actors start (``labeling.precision_check``); given ``auto`` on a CPU an actor takes fp32, the safe side."""
     if choice == "auto" and device_type == "cpu":
         return "float32"
     return {"fp32": "float32", "bf16": "bfloat16"}[precision.resolve(choice, device_type)]

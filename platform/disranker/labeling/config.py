@@ -32,9 +32,9 @@ class ScoringSection:
     # documents (models.prefix_scoring); same scores, ~40 % fewer tokens on the demo pool. Needs pools whose rows of
     # one query are near each other (as built); false: every pair runs whole.
     share_query_prompt: bool = True
-    # Teacher weights in fp32 or bf16 (both backends). auto: bf16 on a GPU that has it, fp32 on CPU. bf16 on a CPU with
-    # avx512_bf16 / AMX is ~2x faster; take it only where the teacher's bf16 scores rank like its fp32 ones (the
-    # labeling benchmark reports both: pairs/s and Spearman against fp32).
+    # Teacher weights in fp32 or bf16 (both backends). auto: bf16 on a GPU; on a CPU with avx512_bf16 / AMX, bf16 if the
+    # driver's check finds the teacher's bf16 scores ranking like its fp32 ones (labeling.precision_check), else fp32.
+    # bf16 asked for on a CPU is checked the same way.
     precision: Literal["fp32", "bf16", "auto"] = "auto"
     max_restarts: int = 3  # times Ray restarts a dead scoring actor
     max_task_retries: int = 3  # times a call lost with its actor is retried on the restarted one

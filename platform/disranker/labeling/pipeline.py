@@ -21,6 +21,7 @@ import time
 from disranker import lineage
 from disranker.config import ConfigError, to_dict
 from disranker.data import io
+from disranker.labeling import precision_check
 from disranker.labeling import shards as shard_plan
 from disranker.labeling.backends import BACKENDS, CRASH_ONCE_ENV
 from disranker.labeling.config import LabelConfig
@@ -50,6 +51,8 @@ def run(config: LabelConfig) -> str:
     expected = lineage.lineage_id(STAGE, to_dict(config), parents, fingerprint)
     if lineage.is_complete(config.output_dir, expected):
         return config.output_dir
+    asked = config  # the lineage records the config as given; the run uses the precision decided here
+    config, precision_used = precision_check.decide(config, shards[0] if shards else None)
     _claim_output(config, fingerprint)
 
     shard_plan.remove_partial_files(config.output_dir)  # one driver per output_dir: no write is in flight now
@@ -74,10 +77,11 @@ def run(config: LabelConfig) -> str:
         "shards_skipped": len(shards) - len(pending),
         "wall_s": round(wall, 3),
         "pairs_per_s": round(scored_now / wall, 2) if wall > 0 and scored_now else 0.0,
+        "precision": precision_used,
     }
     metrics["summary"] = summary_line(metrics)
     lineage.write_lineage(
-        config.output_dir, STAGE, to_dict(config), parents=parents, fingerprint=fingerprint, metrics=metrics
+        config.output_dir, STAGE, to_dict(asked), parents=parents, fingerprint=fingerprint, metrics=metrics
     )
     logger.info(metrics["summary"])
     return config.output_dir
