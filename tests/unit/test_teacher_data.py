@@ -128,16 +128,16 @@ def test_train_teacher_job_rejects_unknown_override():
 
 def test_head_lr_puts_the_score_layer_in_its_own_group(tmp_path):
     from disranker.models.loading import build_tiny_teacher, load_teacher_scorer
-    from disranker.teacher.train import _param_groups
+    from disranker.teacher.backends import param_groups
 
     model, _ = load_teacher_scorer(build_tiny_teacher(tmp_path / "tiny"))
     config = load_config(TeacherConfig, None, ["stage=sft", "data.train=t", "data.dev=d", "training.head_lr=1e-3"])
-    body, head = _param_groups(model, config.training)
+    body, head = param_groups(model, config.training)
     assert head["lr"] == 1e-3 and [id(p) for p in head["params"]] == [id(p) for p in model.score.parameters()]
     assert len(body["params"]) + len(head["params"]) == len(list(model.parameters())) and "lr" not in body
     optimizer = torch.optim.AdamW([body, head], lr=2e-5)
     assert [g["lr"] for g in optimizer.param_groups] == [2e-5, 1e-3]
     config = load_config(TeacherConfig, None, ["stage=sft", "data.train=t", "data.dev=d"])
-    assert len(_param_groups(model, config.training)) == 1
+    assert len(param_groups(model, config.training)) == 1
     with pytest.raises(ConfigError, match="'training.head_lr' must be > 0"):
         load_config(TeacherConfig, None, ["data.clicks=c", "training.head_lr=0"])

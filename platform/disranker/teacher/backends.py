@@ -143,6 +143,29 @@ def fill_auto(ds_config: dict, config: TeacherConfig, model, world_size: int) ->
     return fill(ds_config, "")
 
 
+def build_optimizer(model, config: TeacherConfig) -> torch.optim.AdamW:
+    """AdamW over ``param_groups``. Fused (one kernel over all parameters) is ~10x faster than the default per-tensor
+    loop on CPU (SmolLM2-135M: 0.07 s vs 0.75 s a step here); DeepSpeed partitions and flattens the parameters
+    itself, so under a preset the default loop stays."""
+    training = config.training
+    return torch.optim.AdamW(
+        param_groups(model, training),
+        lr=training.lr,
+        weight_decay=training.weight_decay,
+        fused=config.deepspeed is None,
+    )
+
+
+def param_groups(model, training) -> list[dict]:
+    """The decoder at ``lr`` and, with ``head_lr`` set, the ``score`` layer at ``head_lr`` (one schedule for both)."""
+    head = getattr(model, "score", None)
+    if training.head_lr is None or head is None:
+        return [{"params": list(model.parameters())}]
+    head_ids = {id(p) for p in head.parameters()}
+    body = [p for p in model.parameters() if id(p) not in head_ids]
+    return [{"params": body}, {"params": list(head.parameters()), "lr": training.head_lr}]
+
+
 def make_backend(config: TeacherConfig, model, optimizer, scheduler):
     world_size = dist.get_world_size() if dist.is_initialized() else 1
     if config.deepspeed is not None:
