@@ -63,10 +63,12 @@ def quality_study(data: dict) -> list[str]:
         "|---|---|---|---|---|",
     ]
     for c in data["claims"]:
-        lines.append(
-            f"| {c['name']} | {c['value']:+.4f} | [{c['ci_low']:+.4f}, {c['ci_high']:+.4f}] | {c['rule']} | "
-            f"{'yes' if c['holds'] else '**no**'} |"
-        )
+        number = "{:.4f}" if c["name"].endswith("_over_teacher") else "{:+.4f}"  # a ratio, or a difference
+        value, low, high = (number.format(c[k]) for k in ("value", "ci_low", "ci_high"))
+        lines.append(f"| {c['name']} | {value} | [{low}, {high}] | {c['rule']} | {'yes' if c['holds'] else '**no**'} |")
+    missing = [name for name in CLAIMS if name not in {c["name"] for c in data["claims"]}]
+    if missing:
+        lines += ["", f"Not measured in this run: {', '.join(missing)}."]
     for budget in data["budgets"]:
         lines += [
             "",
@@ -86,6 +88,13 @@ def quality_study(data: dict) -> list[str]:
     return lines
 
 
+CLAIMS = (
+    "teacher_minus_labels_only",
+    "distilled_minus_labels_only",
+    "distilled_over_teacher",
+    "cpt_on_minus_off",
+    "hybrid_minus_best_single",
+)
 SECTIONS = {"teacher_speed.json": teacher_speed, "quality_study.json": quality_study}
 
 
