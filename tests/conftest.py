@@ -20,7 +20,7 @@ def wordnet_dir():
 def ray_start_2_cpus(monkeypatch_module):
     """A local Ray with 2 CPUs and a small object store, shut down after the module's tests.
 
-    Each report to Ray Train costs ~1.75 s at the default health-check interval (PITFALLS.md); 0.2 s keeps tests fast.
+    A Ray Train report costs ~1.75 s at the default health-check interval (docs/operations.md); 0.2 s keeps tests fast.
     """
     import ray
 

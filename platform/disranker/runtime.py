@@ -16,7 +16,7 @@ from disranker.config import ConfigError
 class ScalingSection:
     num_workers: int = 2  # Ray Train workers (data-parallel ranks) or actors
     use_gpu: bool = False  # one GPU per worker unless gpus_per_worker says otherwise
-    cpus_per_worker: float = 1.0  # fractional values let actors share a core (see PITFALLS: Ray Data needs a free CPU)
+    cpus_per_worker: float = 1.0  # fractional values let actors share a core (docs/operations.md)
     gpus_per_worker: float | None = None  # None: 1 when use_gpu
     resources_per_worker: dict[str, float] = field(default_factory=dict)  # custom resources, e.g. {"A100": 1}
     address: str | None = None  # None: the job's cluster, or an embedded local Ray; "auto" or ray://host:10001
@@ -45,7 +45,7 @@ class ScalingSection:
 @dataclass
 class RunSection:
     storage_path: str | None = None  # checkpoints and results (local path or s3://…); None: <output_dir>/ray
-    checkpoint_every_steps: int = 100  # report + checkpoint cadence (each report costs ~1.75 s here, see PITFALLS)
+    checkpoint_every_steps: int = 100  # report + checkpoint cadence (a report costs ~1.75 s, docs/operations.md)
     max_failures: int = 1  # worker failures to recover from (from the latest checkpoint)
     keep_checkpoints: int = 2
 

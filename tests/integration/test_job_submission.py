@@ -6,8 +6,8 @@ import disranker from the uploaded copy, not from this checkout's editable insta
 
 Kept apart from every other test's ``ray.init()``: the head has its own ``--temp-dir`` (``ray.init()`` looks for a
 running cluster in the default one only) and its own free ports, the auth token travels in the head's environment and
-the SDK's headers (PITFALLS.md: Ray 2.60 turns token auth on), no RAY_* variable is set in this process, and teardown
-SIGKILLs the processes of this head alone (``ray stop`` would stop every Ray on the machine).
+the SDK's headers (Ray 2.60 turns token auth on: docs/operations.md), no RAY_* variable is set in this process, and
+teardown SIGKILLs the processes of this head alone (``ray stop`` would stop every Ray on the machine).
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ def _pids_under(temp_dir: str) -> list[int]:
 
 
 def _kill_head(temp_dir: str) -> None:
-    # GCS and raylet ignore SIGTERM sent by PID (PITFALLS.md); workers die with their raylet, but sweep them too.
+    # GCS and raylet ignore SIGTERM sent by PID (docs/operations.md); workers die with their raylet, but sweep them too.
     for _ in range(20):
         pids = _pids_under(temp_dir)
         if not pids:

@@ -2,7 +2,7 @@
 
 Loaded with ``disranker.config.load_config(LabelConfig, "jobs/configs/label_pool.yaml", overrides)``. On this 2-core
 machine keep ``scaling.num_workers * scaling.cpus_per_worker`` below the CPUs Ray has: Ray Data's read tasks need a
-free CPU, and two 1-CPU actors on 2 CPUs hang the pipeline forever (PITFALLS.md), hence the 0.5 default.
+free CPU, and two 1-CPU actors on 2 CPUs hang the pipeline forever (docs/operations.md), hence the 0.5 default.
 """
 
 from __future__ import annotations

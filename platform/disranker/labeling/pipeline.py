@@ -32,7 +32,7 @@ logger = logging.getLogger(__name__)
 
 STAGE = "labeling"
 PLAN_FILE = "plan.json"
-READ_CPUS = 0.25  # a read + validate task; actors must leave at least this much CPU free (PITFALLS: Ray Data hangs)
+READ_CPUS = 0.25  # a read + validate task; actors must leave at least this much CPU free (docs/operations.md)
 
 
 def run(config: LabelConfig) -> str:

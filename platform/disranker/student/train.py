@@ -253,7 +253,7 @@ def _restore(folder: Path, model, optimizer, scheduler) -> tuple[dict, dict | No
     from safetensors.torch import load_file
 
     model.load_state_dict(load_file(folder / "model" / "model.safetensors"))
-    trainer = torch.load(folder / "trainer.pt", weights_only=False)
+    trainer = torch.load(folder / "trainer.pt", weights_only=True)
     optimizer.load_state_dict(trainer["optimizer"])
     scheduler.load_state_dict(trainer["scheduler"])
     state = json.loads((folder / "state.json").read_text())

@@ -73,7 +73,7 @@ class DDPBackend:
 
 class DeepSpeedBackend:
     """``deepspeed.initialize`` with a ZeRO preset. The torch optimizer and scheduler are passed in, so DeepSpeed
-    never compiles its CPU Adam (~70 s here, see PITFALLS) and the schedule matches the DDP path."""
+    never compiles its CPU Adam (~70 s here, docs/operations.md) and the schedule matches the DDP path."""
 
     def __init__(self, config: TeacherConfig, model, optimizer, scheduler, world_size: int):
         import deepspeed
