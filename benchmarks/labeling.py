@@ -16,9 +16,8 @@ Every mode scores the same pool slice (the first N rows of ``--pool``, file orde
 
 Each measurement runs in its own subprocess (no warm caches, no leftover Ray). pairs/s is end to end: for the loop,
 read + load the model + score + write; for Ray, the stage's ``run()`` (actor start and model loading included) on a
-Ray already up (``ray.init`` not counted, as on a cluster). Peak memory: the largest sum of RSS over the subprocess
-and all its descendants (Ray driver, GCS, raylet, workers; dashboard off), sampled with psutil every ``--sample-s``
-seconds; shared pages count in every process that maps them, so it is an upper bound. The load average at start and
+Ray already up (``ray.init`` not counted, as on a cluster). Peak memory: of the whole process tree
+(``process_peak``; dashboard off), sampled every ``--sample-s`` seconds. The load average at start and
 end goes into the JSON: on a shared machine other jobs' load moves every number. The default teacher is the real
 SmolLM2-135M with a seeded score head (as ``labeling.smoke`` does for the tiny model); ``--tiny`` for a quick check.
 
@@ -34,16 +33,16 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
-import psutil
 import pyarrow.parquet as pq
+
+from disranker.labeling.pipeline import READ_CPUS  # what the stage keeps free for its read tasks
+from process_peak import measure  # benchmarks/ is the script's folder, first on sys.path
 
 DEMO_POOL = "outputs/demo/corpus/pool.parquet"
 RESULTS = Path(__file__).parent / "results" / "labeling.json"
-READ_CPUS = 0.25  # what the stage keeps free for its read tasks (labeling.pipeline.READ_CPUS)
 
 
 def naive_loop(task: dict) -> dict:
@@ -109,48 +108,6 @@ def ray_stage(task: dict) -> dict:
         "rejected": metrics["rejected"],
         "precision": metrics["precision"],  # what the driver's check decided (bf16 only if it ranks like fp32)
     }
-
-
-def measure(task: dict, workdir: Path, sample_s: float) -> dict:
-    """Run one task in a subprocess; sample the RSS of its whole process tree until it exits."""
-    task_file, result_file, log_file = (workdir / f"{task['name']}.{ext}" for ext in ("task.json", "json", "log"))
-    task_file.write_text(json.dumps(task))
-    with open(log_file, "w") as log:
-        child = subprocess.Popen(
-            [sys.executable, __file__, "--child", str(task_file), str(result_file)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        peak = {"rss": 0, "processes": 0}
-        sampler = threading.Thread(target=_sample_tree, args=(child.pid, peak, sample_s), daemon=True)
-        sampler.start()
-        code = child.wait()
-        sampler.join()
-    if code != 0:
-        tail = log_file.read_text()[-3000:]
-        raise RuntimeError(f"{task['name']} failed (exit {code}); last lines of {log_file}:\n{tail}")
-    return {
-        **json.loads(result_file.read_text()),
-        "peak_rss_mb": round(peak["rss"] / 2**20),
-        "processes_at_peak": peak["processes"],
-    }
-
-
-def _sample_tree(pid: int, peak: dict, interval: float) -> None:
-    try:
-        root = psutil.Process(pid)
-        while root.is_running() and root.status() != psutil.STATUS_ZOMBIE:
-            total, count = 0, 0
-            for process in [root, *root.children(recursive=True)]:
-                try:
-                    total, count = total + process.memory_info().rss, count + 1
-                except psutil.NoSuchProcess:  # exited between listing and reading
-                    pass
-            if total > peak["rss"]:
-                peak.update(rss=total, processes=count)
-            time.sleep(interval)
-    except psutil.NoSuchProcess:
-        return
 
 
 def prepare_teacher(args: argparse.Namespace, workdir: Path) -> str:
@@ -244,7 +201,7 @@ def run_size(size: int, args: argparse.Namespace, teacher: str, workdir: Path, v
             )
         else:
             task["output"] += ".parquet"
-        row.update(measure(task, workdir, args.sample_s))
+        row.update(measure(__file__, task, workdir, args.sample_s))
         row["pairs_per_s"] = round(size / row["wall_s"], 2)
         if backend:
             row.update(agreement_with_loop(rows[0]["output"], task["output"]))

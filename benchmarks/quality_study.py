@@ -26,13 +26,10 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
-
 from disranker import lineage
 from disranker.config import load_config
 from disranker.data import demo, io
-from disranker.evaluation import compare, metrics
-from disranker.evaluation.statistics import paired_bootstrap
+from disranker.evaluation import compare
 from disranker.labeling import pipeline as labeling
 from disranker.labeling.config import LabelConfig
 from disranker.pipeline import samples
@@ -40,6 +37,7 @@ from disranker.student import train as student_train
 from disranker.student.config import DistillConfig
 from disranker.teacher import train as teacher_train
 from disranker.teacher.config import TeacherConfig
+from quality_claims import claims, plot_learning_curve, summarize  # benchmarks/ is first on sys.path
 
 SINGLE_LOSSES = ("point", "margin")
 ONE_WORKER = ["scaling.num_workers=1", "scaling.cpus_per_worker=2"]
@@ -54,10 +52,10 @@ def teacher_overrides(args) -> list[str]:
     ]
 
 
-def student_overrides(args, seed: int) -> list[str]:
+def student_overrides(args, seed: int, epochs: int) -> list[str]:
     return [
         f"student.max_length={args.student_max_length}",
-        f"training.epochs={args.student_epochs}",
+        f"training.epochs={epochs}",
         f"training.lr={args.student_lr}",
         f"training.group_size={args.group_size}",
         f"training.groups_per_batch={args.groups_per_batch}",
@@ -104,28 +102,17 @@ class Study:
 
     def student(self, name: str, mode: str, data: str, dev: str, seed: int, loss: str = "hybrid") -> str:
         source = f"data.labels={data}" if mode == "teacher" else f"data.judgments={data}"
+        a = self.args
+        # A pool several times the label budget needs fewer passes; each family keeps its best dev epoch.
+        epochs = a.distill_epochs if mode == "teacher" and a.distill_epochs else a.student_epochs
         overrides = [
             f"mode={mode}",
             source,
             f"data.dev={dev}",
             f"loss.name={loss}",
-            *student_overrides(self.args, seed),
+            *student_overrides(a, seed, epochs),
         ]
         return self.stage(name, student_train.run, DistillConfig, "jobs/configs/distill_student.yaml", overrides)
-
-
-def per_query_ndcg(compare_dir: str, test: str) -> dict[str, np.ndarray]:
-    """Each model's NDCG@10 per test query (queries in sorted id order, the same for every model)."""
-    judgments = io.read_table(test, columns=["query_id", "doc_id", "label"])
-    out = {}
-    for name, entry in io.read_json(io.join(compare_dir, "metrics.json")).items():
-        scores = io.read_table(io.join(compare_dir, f"{name}.parquet")).select(["query_id", "doc_id", "score"])
-        joined = judgments.join(scores, ["query_id", "doc_id"])
-        qids = np.asarray(joined["query_id"].to_pylist(), dtype=object)
-        _, values = metrics.ndcg_at_k_per_query(qids, joined["label"].to_numpy(), joined["score"].to_numpy(), 10)
-        assert entry["n_queries"] == len(values), name
-        out[name] = values
-    return out
 
 
 def run_budget(study: Study, budget: int, cpt: str, dev: str, pool: str, test: str) -> dict:
@@ -144,11 +131,12 @@ def run_budget(study: Study, budget: int, cpt: str, dev: str, pool: str, test: s
         f"teacher.max_length={a.max_length}",
         "teacher.batch_size=16",
     ]
-    labels = study.stage(f"{b}/labels", labeling.run, LabelConfig, "jobs/configs/label_pool.yaml", label_overrides)
+    p = f"{b}/pool{a.pool_queries}"  # what depends on the pool has a folder per pool size, so sizes can be compared
+    labels = study.stage(f"{p}/labels", labeling.run, LabelConfig, "jobs/configs/label_pool.yaml", label_overrides)
     losses = ["hybrid", *(a.ablation_losses if budget == a.demo_budget else ())]
     for loss in losses:
         for seed in a.seeds:
-            models[f"{loss}_s{seed}"] = study.student(f"{b}/{loss}_s{seed}", "teacher", labels, dev, seed, loss)
+            models[f"{loss}_s{seed}"] = study.student(f"{p}/{loss}_s{seed}", "teacher", labels, dev, seed, loss)
     entries = [{"name": "bm25", "kind": "bm25"}] + [
         {"name": name, "kind": "teacher" if name.startswith("teacher") else "student", "path": path}
         for name, path in models.items()
@@ -159,87 +147,10 @@ def run_budget(study: Study, budget: int, cpt: str, dev: str, pool: str, test: s
         f"max_length={a.max_length}",
         "batch_size=16",
     ]
-    compare_dir = study.stage(f"{b}/compare", compare.run, compare.CompareConfig, "jobs/configs/evaluate_models.yaml",
+    compare_dir = study.stage(f"{p}/compare", compare.run, compare.CompareConfig, "jobs/configs/evaluate_models.yaml",
                               compare_overrides)  # fmt: skip
     dev = {name: lineage.read_lineage(path)["metrics"]["best"] for name, path in models.items()}
     return summarize(budget, compare_dir, test, losses, a.seeds, dev)
-
-
-def summarize(budget: int, compare_dir: str, test: str, losses: list[str], seeds: list[int], dev: dict) -> dict:
-    """Test metrics, seed means and the intervals; ``dev`` (each model's best dev epoch) picks the best single loss,
-    because no choice is made on test."""
-    table = io.read_json(io.join(compare_dir, "metrics.json"))
-    ndcg = per_query_ndcg(compare_dir, test)
-    families = {"labels_only": "labels_only", **{loss: loss for loss in losses}}
-    for family in families:  # a student family's per-query value: the mean over its seeds
-        ndcg[family] = np.mean([ndcg[f"{family}_s{s}"] for s in seeds], axis=0)
-    mean_std = {
-        family: {
-            metric: [float(np.mean(v)), float(np.std(v, ddof=1)) if len(v) > 1 else 0.0]
-            for metric in ("ndcg@10", "pnr", "mrr@10")
-            for v in [[table[f"{family}_s{s}"][metric] for s in seeds]]
-        }
-        for family in families
-    }
-    singles = [loss for loss in losses if loss != "hybrid"]
-    dev_value = {loss: np.mean([dev[f"{loss}_s{s}"]["value"] for s in seeds]) for loss in singles}
-    best_single = max(singles, key=dev_value.get) if singles else None
-    intervals = {
-        "teacher_minus_labels_only": paired_bootstrap(ndcg["teacher"], ndcg["labels_only"]),
-        "distilled_minus_labels_only": paired_bootstrap(ndcg["hybrid"], ndcg["labels_only"]),
-        "distilled_over_teacher": paired_bootstrap(ndcg["hybrid"], ndcg["teacher"], statistic="ratio"),
-        "cpt_on_minus_off": paired_bootstrap(ndcg["teacher"], ndcg["teacher_no_cpt"]),
-    }
-    if best_single:
-        intervals["hybrid_minus_best_single"] = paired_bootstrap(ndcg["hybrid"], ndcg[best_single])
-    return {
-        "budget": budget,
-        "test_queries": len(ndcg["teacher"]),
-        "ndcg@10": {name: float(v.mean()) for name, v in ndcg.items()},
-        "metrics": {name: {k: table[name][k] for k in ("ndcg@10", "pnr", "mrr@10", "n_queries")} for name in table},
-        "students_mean_std": mean_std,
-        "best_single_loss": best_single,
-        "dev_best": dev,
-        "intervals": {name: interval.as_dict() for name, interval in intervals.items()},
-    }
-
-
-# When each claim holds: (rule in words, test on the interval).
-CLAIM_RULES = {
-    "teacher_minus_labels_only": ("≥ +0.03 and interval above 0", lambda i: i["value"] >= 0.03 and i["ci_low"] > 0),
-    "distilled_minus_labels_only": ("interval above 0", lambda i: i["ci_low"] > 0),
-    "distilled_over_teacher": ("≥ 0.97", lambda i: i["value"] >= 0.97),
-    "cpt_on_minus_off": ("interval above 0", lambda i: i["ci_low"] > 0),
-    "hybrid_minus_best_single": ("interval above 0", lambda i: i["ci_low"] > 0),
-}
-
-
-def claims(budget_result: dict) -> list[dict]:
-    out = []
-    for name, (rule, holds) in CLAIM_RULES.items():
-        interval = budget_result["intervals"].get(name)
-        if interval is not None:
-            out.append({"name": name, **interval, "holds": bool(holds(interval)), "rule": rule})
-    return out
-
-
-def plot_learning_curve(budgets: list[dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    xs = [b["budget"] for b in budgets]
-    for name, label in (("teacher", "teacher (CPT + SFT)"), ("teacher_no_cpt", "teacher (SFT only)"),
-                        ("labels_only", "labels-only student"), ("hybrid", "distilled student (hybrid)"),
-                        ("bm25", "BM25")):  # fmt: skip
-        ax.plot(xs, [b["ndcg@10"][name] for b in budgets], marker="o", label=label)
-    ax.set(xscale="log", xlabel="human-labeled train queries", ylabel=f"NDCG@10 ({budgets[0]['test_queries']} test q.)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -262,6 +173,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-length", type=int, default=96)
     parser.add_argument("--precision", default="bf16")
     parser.add_argument("--student-epochs", type=int, default=6, help="the best dev epoch is kept")
+    parser.add_argument("--distill-epochs", type=int, help="distilled students' epochs (default: --student-epochs)")
     parser.add_argument("--groups-per-batch", type=int, default=4, help="student query groups per step")
     parser.add_argument("--student-lr", type=float, default=5e-5)
     parser.add_argument("--student-max-length", type=int, default=128)

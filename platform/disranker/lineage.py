@@ -59,6 +59,26 @@ def read_lineage(output_dir: str) -> dict[str, Any] | None:
     return io.read_json(path) if io.exists(path) else None
 
 
+def record_above(uri: str, levels: int = 3) -> dict[str, Any] | None:
+    """The record of the stage that wrote ``uri``: its own folder's, else the nearest of the ``levels - 1`` folders
+    above (a table file inside a stage folder, or ``labels/`` inside the labeling folder). ``levels=1`` for a model
+    folder, whose own record is the only one that describes it; ``packaged:`` specs have none."""
+    if uri.startswith("packaged:"):
+        return None
+    folder = uri
+    for _ in range(levels):
+        if folder and io.exists(io.join(folder, FILENAME)):
+            return read_lineage(folder)
+        folder = folder.rsplit("/", 1)[0] if "/" in folder else ""
+    return None
+
+
+def parent_ids(tables: Iterable[str] = (), models: Iterable[str] = ()) -> list[str]:
+    """The lineage ids of the stages that wrote these input tables and model folders, each once, in order."""
+    records = [*(record_above(t) for t in tables), *(record_above(m, levels=1) for m in models)]
+    return list(dict.fromkeys(record["id"] for record in records if record and record.get("id")))
+
+
 def is_complete(output_dir: str, expected_id: str) -> bool:
     """True when ``output_dir`` holds a finished record with this id (the record is written last)."""
     record = read_lineage(output_dir)
@@ -66,11 +86,12 @@ def is_complete(output_dir: str, expected_id: str) -> bool:
 
 
 def file_fingerprint(paths: Iterable[str | Path]) -> str:
-    """sha256 over the files' names and bytes, read in 1 MiB chunks."""
+    """sha256 over the files' names and bytes (local paths or URIs), read in 1 MiB chunks."""
     digest = hashlib.sha256()
     for path in sorted(map(str, paths)):
         digest.update(Path(path).name.encode())
-        with open(path, "rb") as src:
+        fs, resolved = io.resolve(path)
+        with fs.open_input_stream(resolved) as src:
             for chunk in iter(lambda: src.read(1 << 20), b""):
                 digest.update(chunk)
     return digest.hexdigest()[:16]

@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from disranker.config import load_config
+from disranker.config import ConfigError, load_config
 from disranker.data import io
 from disranker.labeling import LabelConfig, run
 from disranker.labeling.backends import CRASH_ONCE_ENV
@@ -50,21 +50,22 @@ def pool(tmp_path_factory):
     return str(path)
 
 
+def _overrides(pool, teacher, output_dir, workers=2) -> list[str]:
+    return [
+        f"pool={pool}",
+        f"teacher.spec={teacher}",
+        f"output_dir={output_dir}",
+        f"rows_per_shard={ROWS_PER_SHARD}",
+        "scoring.rows_per_call=16",
+        "teacher.batch_size=4",
+        "scoring.precision=fp32",  # the scores are compared to fp32 ones; bf16 is decided in unit tests
+        f"scaling.num_workers={workers}",
+        "scaling.cpus_per_worker=0.5",
+    ]
+
+
 def _config(pool, teacher, output_dir, workers=2) -> LabelConfig:
-    return load_config(
-        LabelConfig,
-        overrides=[
-            f"pool={pool}",
-            f"teacher.spec={teacher}",
-            f"output_dir={output_dir}",
-            f"rows_per_shard={ROWS_PER_SHARD}",
-            "scoring.rows_per_call=16",
-            "teacher.batch_size=4",
-            "scoring.precision=fp32",  # the scores are compared to fp32 ones; bf16 is decided in unit tests
-            f"scaling.num_workers={workers}",
-            "scaling.cpus_per_worker=0.5",
-        ],
-    )
+    return load_config(LabelConfig, overrides=_overrides(pool, teacher, output_dir, workers))
 
 
 def _shard_mtimes(output_dir) -> dict[str, int]:
@@ -156,3 +157,68 @@ def test_killed_scoring_actor_still_labels_every_row_once(ray_start_2_cpus, pool
     labels, rejected = _check_exactly_once(tmp_path / "labels")
     assert (labels.num_rows, rejected.num_rows) == (ROWS - 3, 3)
     assert not any(name.startswith(".tmp") for name in os.listdir(tmp_path / "labels" / "labels"))
+
+
+def _copy_run(source, target) -> None:
+    for path in source.rglob("*"):
+        if path.is_file():
+            (target / path.relative_to(source)).parent.mkdir(parents=True, exist_ok=True)
+            (target / path.relative_to(source)).write_bytes(path.read_bytes())
+
+
+def test_a_pool_rewritten_in_place_is_refused_and_relabel_scores_the_new_texts(first_run, pool, teacher, tmp_path):
+    """Before: same file name and row count passed the plan check, and the old texts and scores stayed."""
+    out = tmp_path / "labels"
+    _copy_run(first_run, out)
+    rewritten = pq.read_table(pool)
+    summaries = [None if s is None else f"{s} rewritten" for s in rewritten["summary"].to_pylist()]
+    rewritten = rewritten.set_column(rewritten.schema.get_field_index("summary"), "summary", pa.array(summaries))
+    new_pool = tmp_path / "pool" / "pool.parquet"  # the same shard names as the first run's pool
+    new_pool.parent.mkdir()
+    pq.write_table(rewritten, new_pool, row_group_size=20)
+    (out / "plan.json").write_text((first_run / "plan.json").read_text().replace(pool, str(new_pool)))
+    with pytest.raises(ConfigError, match="the content of pool file .* changed"):
+        run(_config(new_pool, teacher, out))
+    run(load_config(LabelConfig, overrides=[*_overrides(new_pool, teacher, out), "relabel=true"]))
+    labels, _ = _check_exactly_once(out)
+    assert all(s.endswith(" rewritten") for s in labels["summary"].to_pylist())
+
+
+def test_rows_the_teacher_failed_on_are_scored_again_on_the_next_run(first_run, pool, teacher, tmp_path):
+    """A transient scorer exception: before, its rows stayed rejected for good because the shard counted as done."""
+    out = tmp_path / "labels"
+    _copy_run(first_run, out)
+    name = sorted((out / "labels").glob("*.parquet"))[1].name
+    labels, rejected = pq.read_table(out / "labels" / name), pq.read_table(out / "rejected" / name)
+    failed = labels.slice(0, 2)  # as a scorer exception on the first two rows would have left them
+    failed_rows = [int(d[1:]) for d in failed["doc_id"].to_pylist()]
+    extra = pa.table(
+        {
+            "table": ["pool"] * 2,
+            "row": failed_rows,
+            "reason": ["teacher failed: RuntimeError: transient"] * 2,
+            "record": ["{}"] * 2,
+        },
+        schema=rejected.schema,
+    )
+    pq.write_table(pa.concat_tables([rejected, extra]), out / "rejected" / name)
+    pq.write_table(labels.slice(2), out / "labels" / name)
+    record = io.read_json(out / "disranker.json")
+    record["metrics"]["scorer_rejected"] = 2
+    io.write_json(record, out / "disranker.json")
+
+    run(_config(pool, teacher, out, workers=1))
+    labels, rejected = _check_exactly_once(out)
+    assert (labels.num_rows, rejected.num_rows) == (ROWS - 3, 3)
+    metrics = io.read_json(out / "disranker.json")["metrics"]
+    assert (metrics["shards_written"], metrics["scorer_rejected"]) == (1, 0)
+
+
+def test_a_rejection_rate_above_the_limit_fails_loudly_after_writing_every_shard(ray_start_2_cpus, pool, teacher,
+                                                                                 tmp_path):  # fmt: skip
+    out = tmp_path / "labels"
+    config = load_config(LabelConfig, overrides=[*_overrides(pool, teacher, out), "max_rejected_fraction=0.02"])
+    with pytest.raises(RuntimeError, match=r"3 of 90 pool rows were rejected \(3\.3% > max_rejected_fraction=0\.02\)"):
+        run(config)
+    _check_exactly_once(out)  # every shard is written; only the record of a finished run is not
+    assert not (out / "disranker.json").exists()

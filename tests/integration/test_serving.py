@@ -15,6 +15,9 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 import requests
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from tests.rank_bodies import any_requests, body_bytes, valid_requests
 
 from disranker.models.loading import build_tiny_student, load_student, score_pairs_student
 from disranker.serving.app import TOKEN_ENV, build_app
@@ -146,6 +149,43 @@ def test_bad_input_is_refused_and_the_next_request_succeeds(base_url, payload, s
     assert _rank(base_url, {"query": QUERY, "documents": DOCS[:2]}).status_code == 200
 
 
+@pytest.mark.parametrize(
+    ("body", "status", "field"),
+    [
+        (b"[" * 2000 + b"]" * 2000, 400, "body"),  # before: RecursionError in the parser, a 500
+        (b'{"query": "q", "documents": [], "top_k": ' + b"9" * 100 + b"}", 400, "body"),
+        (b'{"query": "\\ud800", "documents": [{"id": "a", "summary": "x"}]}', 422, "query"),  # before: a 500
+        (b'{"query": "q", "documents": [{"id": "a", "title": "\\udc00"}]}', 422, "documents[0].title"),
+        (b'{"query": "q", "documents": [{"id": "a", "summary": "x"}], "top_k": 9}', 422, "top_k"),
+        (b'{"query": "q", "documents": [{"id": "a", "summary": "x"}], "top_k": 1e400}', 422, "top_k"),
+    ],
+)
+def test_hostile_bodies_get_a_4xx_naming_the_field(base_url, body, status, field):
+    response = _rank(base_url, body)
+    assert response.status_code == status, response.text
+    assert response.json()["error"]["field"] == field
+
+
+def test_control_characters_are_ranked_as_spaces_and_api_docs_are_closed(base_url):
+    response = _rank(base_url, {"query": "a\u0000small\u0007 carnivore", "documents": DOCS[:2]})
+    assert response.status_code == 200, response.text
+    for path in ("/docs", "/redoc", "/openapi.json"):
+        assert requests.get(f"{base_url}{path}", timeout=30).status_code == 404, path
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+)
+@given(body=st.one_of(valid_requests.map(body_bytes), any_requests.map(body_bytes), st.binary(max_size=300)))
+def test_generated_bodies_never_get_a_5xx(base_url, body):
+    response = _rank(base_url, body)
+    assert response.status_code in (200, 400, 413, 422), (response.status_code, response.text, body)
+    if response.status_code == 200:
+        sent = [d["id"] for d in json.loads(body)["documents"]]
+        got = [r["id"] for r in response.json()["results"]]
+        assert set(got) <= set(sent) and len(got) == min(len(sent), json.loads(body).get("top_k") or len(sent))
+
+
 def test_token_is_required_when_set(base_url):
     payload = {"query": QUERY, "documents": DOCS[:2]}
     assert _rank(base_url, payload, headers={}).status_code == 401
@@ -176,6 +216,7 @@ def test_deployment_settings_follow_the_config(base_url, ranker_args):
     for key, value in ranker_args.autoscaling.model_dump().items():
         assert autoscaling[key] == value, key
     assert config["max_ongoing_requests"] == ranker_args.max_ongoing_requests
+    assert config["max_queued_requests"] == ranker_args.max_queued_requests
     assert config["user_config"] == ranker_args.batching.model_dump()
 
 
@@ -217,6 +258,31 @@ def test_onnx_int8_runtime_is_checked_and_reported(base_url, ranker_args, tmp_pa
         assert _info(base_url)["runtime"] == {"requested": "torch", "active": "torch"}
     finally:
         serve.delete("ranker-onnx")
+
+
+def test_overload_gets_a_fast_503_with_retry_after(base_url, ranker_args):
+    """Before: max_queued_requests was unset (unbounded), so 48 clients got no 503 and a 29 s p50."""
+    from ray import serve
+
+    tight = RankerArgs.model_validate(
+        {
+            **ranker_args.model_dump(),
+            "max_ongoing_requests": 1,
+            "max_queued_requests": 1,
+            "retry_after_s": 2,
+            "autoscaling": {"min_replicas": 1, "max_replicas": 1},
+        }
+    )
+    serve.run(build_app(tight), name="ranker-tight", route_prefix="/tight")
+    try:
+        with ThreadPoolExecutor(12) as pool:
+            responses = list(pool.map(lambda _: _rank(f"{base_url}/tight", {"query": QUERY, "documents": DOCS}),
+                                      range(12)))  # fmt: skip
+        statuses = sorted(r.status_code for r in responses)
+        assert set(statuses) == {200, 503} and statuses.count(200) >= 2, statuses
+        assert all(r.headers.get("retry-after") == "2" for r in responses if r.status_code == 503)
+    finally:
+        serve.delete("ranker-tight")
 
 
 def test_killed_replica_is_replaced(base_url):

@@ -45,7 +45,7 @@ COMMAND_OPTIONS = {
     ("evaluate-models",): ["--config", "overrides"],
     ("serve",): ["--config", "overrides"],
     ("train-teacher",): ["--config", "--stage", "--out", "overrides"],
-    ("label",): ["--config", "--pool", "--teacher", "--out", "--backend", "overrides"],
+    ("label",): ["--config", "--pool", "--teacher", "--out", "--backend", "--relabel", "overrides"],
     ("data", "build-demo"): ["--config", "--size", "--out", "--seed", "overrides"],
     ("data", "fetch-wordnet"): ["--help"],
     ("data", "wordnet-path"): ["--help"],

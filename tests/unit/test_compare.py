@@ -136,12 +136,16 @@ def test_lineage_names_the_student_and_a_rerun_skips(comparison):
     assert (Path(out) / "metrics.json").stat().st_mtime_ns == before
 
 
-def test_correlations_match_hand_computed_values():
-    pearson, spearman = compare.correlations(np.array([1.0, 2.0, 3.0, 4.0]), np.array([1.0, 4.0, 9.0, 16.0]))
-    assert spearman == pytest.approx(1.0)
-    assert pearson == pytest.approx(0.984374, abs=1e-6)
+def test_correlations_match_hand_computed_values_and_are_nan_for_constant_input():
+    from disranker.evaluation import correlation
+
+    x, y = np.array([1.0, 2.0, 3.0, 4.0]), np.array([1.0, 4.0, 9.0, 16.0])
+    assert correlation.spearman(x, y) == pytest.approx(1.0)
+    assert correlation.pearson(x, y) == pytest.approx(0.984374, abs=1e-6)
     # Ties share their average rank: [1, 2.5, 2.5, 4] against [1, 2, 3, 4].
-    assert compare.correlations(np.array([1.0, 2, 2, 3]), np.arange(4.0))[1] == pytest.approx(0.9486833)
+    assert correlation.spearman(np.array([1.0, 2, 2, 3]), np.arange(4.0)) == pytest.approx(0.9486833)
+    # One rule for every caller (the comparison and the int8 check used to disagree: 0.0 vs NaN).
+    assert np.isnan(correlation.pearson(np.ones(4), x)) and np.isnan(correlation.spearman(x, np.ones(4)))
 
 
 @pytest.mark.parametrize(

@@ -29,12 +29,36 @@ def test_plan_names_files_and_row_ranges_and_finds_duplicates_across_files(tmp_p
         "a.rows-000000000-000000002",
         "a.rows-000000002-000000004",
         "a.rows-000000004-000000005",
-        "part__b.rows-000000000-000000002",
-        "part__b.rows-000000002-000000003",
+        "part%2Fb.rows-000000000-000000002",
+        "part%2Fb.rows-000000002-000000003",
     ]
     assert [s.offset for s in shards] == [0, 2, 4, 5, 7]
     assert shards[3].duplicates == ((6, "duplicate (query_id, doc_id) ('q', 'd1'), first seen at row 1"),)
     assert plan_shards(str(tmp_path / "pool"), rows_per_shard=2) == shards  # deterministic
+
+
+def test_nested_and_flat_files_of_the_same_path_get_different_shard_names(tmp_path):
+    _pool(tmp_path / "pool" / "a" / "b.parquet", [0])
+    _pool(tmp_path / "pool" / "a__b.parquet", [1])
+    _pool(tmp_path / "pool" / "a%2Fb.parquet", [2])
+    names = [s.name for s in plan_shards(str(tmp_path / "pool"), rows_per_shard=5)]
+    assert len(set(names)) == 3, names  # before: a/b and a__b were both "a__b"
+
+
+def test_an_invalid_row_does_not_shadow_a_later_valid_copy_of_its_key(tmp_path):
+    rows = [
+        {"query_id": "q", "query": " ", "doc_id": "d1", "title": "", "summary": "blank query"},  # invalid
+        {"query_id": "q", "query": "a query", "doc_id": "d1", "title": "", "summary": "the valid copy"},
+        {"query_id": "q", "query": "a query", "doc_id": "d1", "title": "", "summary": "a true repeat"},
+    ]
+    (tmp_path / "pool").mkdir()
+    pq.write_table(pa.Table.from_pylist(rows[:2]), tmp_path / "pool" / "a.parquet")
+    pq.write_table(pa.Table.from_pylist(rows[2:]), tmp_path / "pool" / "b.parquet")
+    shards = plan_shards(str(tmp_path / "pool"), rows_per_shard=5)
+    reasons = pa.concat_tables([read_shard(s.to_json()) for s in shards])["_reason"].to_pylist()
+    assert reasons[0] == "query: ' ' is empty or whitespace-only"
+    assert reasons[1] is None  # before: rejected as a repeat of the invalid row 0
+    assert reasons[2] == "duplicate (query_id, doc_id) ('q', 'd1'), first seen at row 1"
 
 
 def test_read_shard_slices_across_row_groups_and_marks_rejected_rows(tmp_path):
@@ -96,4 +120,4 @@ def test_scoring_precision_picks_the_weights_dtype_and_keeps_fp32_on_a_cpu_by_de
     assert scoring_dtype("auto", "cpu") == "float32"
     assert scoring_dtype("bf16", "cpu") == "bfloat16" and scoring_dtype("fp32", "cuda") == "float32"
     config = load_config(LabelConfig, None, ["scoring.precision=bf16"])
-    assert config.shard_relevant()["precision"] == "bf16"  # shards written in another precision are not reused
+    assert config.score_relevant()["precision"] == "bf16"  # shards written in another precision are not reused

@@ -182,7 +182,7 @@ def test_export_is_cached_per_weights(tiny_dir, torch_scorer, int8_path, onnx_ca
 
 def test_agreeing_graph_is_served(tiny_dir, onnx_cache, int8_path):
     from disranker.serving.onnx_runtime import OnnxScorer
-    from disranker.serving.scorer import load_scorer
+    from disranker.serving.runtime import load_scorer
 
     scorer = load_scorer(_args(tiny_dir, onnx_cache, **LOOSE))
     assert isinstance(scorer, OnnxScorer) and scorer.model is None
@@ -197,7 +197,8 @@ def test_agreeing_graph_is_served(tiny_dir, onnx_cache, int8_path):
 
 
 def test_impossible_thresholds_fall_back_to_torch(tiny_dir, onnx_cache, int8_path):
-    from disranker.serving.scorer import PairScorer, load_scorer
+    from disranker.serving.runtime import load_scorer
+    from disranker.serving.scorer import PairScorer
 
     scorer = load_scorer(_args(tiny_dir, onnx_cache, min_spearman=1.0, min_top10_agreement=1.0))
     assert type(scorer) is PairScorer and scorer.model is not None
@@ -221,7 +222,7 @@ def test_broken_graph_falls_back_at_default_thresholds(tiny_dir, onnx_cache, int
     onnx.save(graph, str(broken))
     monkeypatch.setattr(onnx_runtime, "int8_student", lambda *_a, **_k: broken)
 
-    from disranker.serving.scorer import load_scorer
+    from disranker.serving.runtime import load_scorer
 
     scorer = load_scorer(_args(tiny_dir, onnx_cache))
     assert scorer.runtime["active"] == "torch"
@@ -230,7 +231,7 @@ def test_broken_graph_falls_back_at_default_thresholds(tiny_dir, onnx_cache, int
 
 def test_missing_onnxruntime_falls_back_with_the_install_hint(tiny_dir, onnx_cache, monkeypatch):
     from disranker.serving import onnx_runtime
-    from disranker.serving.scorer import load_scorer
+    from disranker.serving.runtime import load_scorer
 
     def missing(*_args, **_kwargs):
         raise ModuleNotFoundError("No module named 'onnxruntime'")

@@ -10,14 +10,17 @@ import yaml
 
 from disranker.config import ConfigError
 from disranker.serving.config import RankerArgs, load_serve_file
-from disranker.serving.schemas import RequestError, parse_rank_request, rank_documents
+from disranker.serving.schemas import RequestError, RequestLimits, parse_rank_request, rank_documents
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = [{"id": "a", "title": "cat", "summary": "feline"}, {"id": "b", "title": "dog", "summary": "canine"}]
 
 
-def _parse(payload, max_documents=3):
-    return parse_rank_request(json.dumps(payload).encode(), max_documents)
+LIMITS = RequestLimits(max_documents=3, max_query_chars=50, max_document_chars=100, max_id_chars=10)
+
+
+def _parse(payload, limits=LIMITS):
+    return parse_rank_request(json.dumps(payload).encode(), limits)
 
 
 @pytest.mark.parametrize(
@@ -34,6 +37,12 @@ def _parse(payload, max_documents=3):
         ({"query": "q", "documents": DOCS, "top_k": "2"}, 422, "top_k"),
         ({"query": "q", "documents": DOCS, "extra": 1}, 422, "extra"),
         ([1, 2], 422, "body"),
+        ({"query": "q", "documents": DOCS, "top_k": 4}, 422, "top_k"),  # above max_documents
+        ({"query": "q" * 51, "documents": DOCS}, 422, "query"),
+        ({"query": "q", "documents": [{"id": "a", "title": "t" * 60, "summary": "s" * 60}]}, 422, "documents[0]"),
+        ({"query": "q", "documents": [{"id": "x" * 11, "summary": "s"}]}, 422, "documents[0].id"),
+        ({"query": "\ud800", "documents": DOCS}, 422, "query"),  # a lone surrogate: valid JSON, not text
+        ({"query": "q", "documents": [DOCS[0], {"id": "b", "title": "\udfff"}]}, 422, "documents[1].title"),
     ],
 )
 def test_bad_requests_name_the_field(payload, status, field):
@@ -43,10 +52,26 @@ def test_bad_requests_name_the_field(payload, status, field):
     assert caught.value.body()["error"]["field"] == field
 
 
-def test_invalid_json_is_a_400():
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"query": ',
+        b"[" * 200_000 + b"]" * 200_000,  # before: RecursionError, a 500
+        b'{"query": "q", "documents": [], "top_k": ' + b"9" * 5000 + b"}",  # before: ValueError, a 500
+        b'{"query": NaN}',
+        b"\xff\xfe",
+    ],
+)
+def test_bodies_the_json_parser_cannot_take_are_a_400(body):
     with pytest.raises(RequestError) as caught:
-        parse_rank_request(b'{"query": ', 10)
+        parse_rank_request(body, LIMITS)
     assert (caught.value.status, caught.value.field) == (400, "body")
+
+
+def test_control_characters_become_spaces():
+    request = _parse({"query": "a\u0000b\u0007c", "documents": [{"id": "a\u0000", "summary": "x\u009fy\tz"}]})
+    assert (request.query, request.documents[0].summary) == ("a b c", "x y\tz")
+    assert request.documents[0].id == "a\u0000"  # ids come back as sent
 
 
 def test_ranking_sorts_by_score_and_cuts_to_top_k():
@@ -59,7 +84,8 @@ def test_ranking_sorts_by_score_and_cuts_to_top_k():
 def test_serve_file_gives_the_app_args_with_overrides():
     local = load_serve_file(ROOT / "serve/config.yaml", ["batching.max_batch_size=8", "model=/models/student"])
     assert local.args.batching.max_batch_size == 8 and local.args.model == "/models/student"
-    assert local.url == "http://127.0.0.1:8000"
+    assert local.url == "http://127.0.0.1:8000" and local.request_timeout_s == 30
+    assert (local.args.max_queued_requests, local.args.retry_after_s) == (32, 1)
     with pytest.raises(ConfigError, match="max_replicas"):
         load_serve_file(ROOT / "serve/config.yaml", ["autoscaling.min_replicas=5"])
     with pytest.raises(ConfigError, match="nope"):
@@ -89,3 +115,34 @@ def test_runtime_and_the_onnx_check_are_configurable():
         load_serve_file(ROOT / "serve/config.yaml", ["runtime=onnx"])
     with pytest.raises(ConfigError, match="min_top10_agreement"):
         load_serve_file(ROOT / "serve/config.yaml", ["onnx.min_top10_agreement=1.5"])
+
+
+def test_a_max_length_the_model_cannot_read_is_refused_at_startup(tmp_path):
+    """Before: the replica started and the first long pair failed inside a shared batch, for every request in it."""
+    from disranker.models.loading import build_tiny_student
+    from disranker.serving.scorer import PairScorer
+
+    folder = build_tiny_student(tmp_path / "student")
+    with pytest.raises(ValueError, match=r"max_length=1024 is more tokens than .* can read \(512 positions\)"):
+        PairScorer.load(RankerArgs(model=folder, max_length=1024))
+
+
+def test_the_health_check_fails_when_the_model_stops_scoring():
+    import asyncio
+
+    import numpy as np
+
+    from disranker.serving.app import Ranker
+
+    class Scorer:
+        value = 0.5
+
+        def score(self, queries, titles, summaries):
+            return np.full(len(queries), self.value, dtype=np.float32)
+
+    replica = object.__new__(Ranker.func_or_class)  # the class Serve runs, without loading a model
+    replica.scorer = Scorer()
+    asyncio.run(replica.check_health())
+    replica.scorer.value = float("nan")
+    with pytest.raises(RuntimeError, match="health-check pair nan"):
+        asyncio.run(replica.check_health())

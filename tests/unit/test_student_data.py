@@ -75,3 +75,17 @@ def test_a_labeling_output_folder_is_read_without_its_rejected_shards(tmp_path):
     table = read_training_table(str(tmp_path), "labels")
     assert table.num_rows == 3 and set(table["query_id"].to_pylist()) == {"a", "b"}
     assert read_training_table(str(tmp_path), "labels", max_queries=1)["query_id"].to_pylist() == ["a", "a"]
+
+
+def test_distillation_refuses_the_folder_of_a_labeling_run_that_did_not_finish(tmp_path):
+    from disranker import lineage
+    from disranker.student.data import check_labeling_finished
+
+    io.write_table(labels_rows(["a", "a", "b"]), tmp_path / "labels" / "part-0.parquet")
+    io.write_json({"pool": {}}, tmp_path / "plan.json")  # labeling started here and stopped before its record
+    for uri in (str(tmp_path), str(tmp_path / "labels")):
+        with pytest.raises(ValueError, match=r"the labeling run writing .* has not finished"):
+            check_labeling_finished(uri)
+    lineage.write_lineage(str(tmp_path), "labeling", {}, metrics={"rows_in": 4, "labeled": 3, "rejected": 1})
+    check_labeling_finished(str(tmp_path))  # finished: accepted
+    check_labeling_finished(str(tmp_path / "labels" / "part-0.parquet"))  # a table with no labeling folder

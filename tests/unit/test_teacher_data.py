@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from disranker.config import ConfigError, load_config
+from disranker.data import io
 from disranker.models.loading import build_tiny_teacher, load_teacher_lm
 from disranker.models.text import cpt_prompt
 from disranker.teacher import data
@@ -141,3 +142,27 @@ def test_head_lr_puts_the_score_layer_in_its_own_group(tmp_path):
     assert len(param_groups(model, config.training)) == 1
     with pytest.raises(ConfigError, match="'training.head_lr' must be > 0"):
         load_config(TeacherConfig, None, ["data.clicks=c", "training.head_lr=0"])
+
+
+def test_bad_training_rows_are_set_aside_with_reasons_and_counted(tmp_path):
+    """Before: a null label raised TypeError mid-run and a null query trained as the text "None"."""
+    good = judgments([("q1", "d1", 4), ("q1", "d2", 0), ("q2", "d3", 4), ("q2", "d4", 1)])
+    rows = good.to_pylist()
+    rows[1]["label"], rows[2]["query"] = None, None
+    bad = pa.Table.from_pylist(rows, schema=good.schema)
+    io.write_table(bad, tmp_path / "train.parquet")
+    io.write_table(judgments([("q9", "d9", 4), ("q9", "d8", 0)]), tmp_path / "dev.parquet")
+    config = load_config(TeacherConfig, overrides=[
+        "stage=sft", f"data.train={tmp_path / 'train.parquet'}", f"data.dev={tmp_path / 'dev.parquet'}",
+        f"output_dir={tmp_path / 'out'}",
+    ])  # fmt: skip
+    counts = data.write_rejections(config)
+    assert counts == {"train": {"in": 4, "valid": 2, "rejected": 2}, "dev": {"in": 2, "valid": 2, "rejected": 0}}
+    rejected = io.read_table(tmp_path / "out" / "rejected" / "train.parquet")
+    assert rejected["reason"].to_pylist() == ["label: missing (null)", "query: missing (null)"]
+    valid = data.read_valid(config.data.train, "judgments")
+    assert valid["doc_id"].to_pylist() == ["d1", "d4"] and None not in valid["query"].to_pylist()
+
+    io.write_table(pa.Table.from_pylist(rows[1:3], schema=bad.schema), tmp_path / "train.parquet")
+    with pytest.raises(ValueError, match=r"data.train=.*train.parquet: no row keeps the judgments contract"):
+        data.write_rejections(config)

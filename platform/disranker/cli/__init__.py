@@ -122,7 +122,17 @@ def serve_command(
         local = load_serve_file(config, overrides or [])
     except ConfigError as exc:
         raise typer.BadParameter(str(exc)) from exc
-    url = start_local(local)
+    try:
+        url = start_local(local)
+    except Exception as exc:  # Serve's own failure is a long traceback; one line says what to do
+        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        typer.echo(
+            f"error: the endpoint did not start ({type(exc).__name__}: {first_line[:300]}). If the machine is busy, "
+            "retry when it is quieter or raise RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S; `ray stop` clears a half-started "
+            "Ray.",
+            err=True,
+        )
+        raise typer.Exit(1) from exc
     typer.echo(f"ranking endpoint at {url}/rank (health: {url}/healthz, model: {url}/info); Ctrl-C stops it")
     try:
         while True:
@@ -139,6 +149,9 @@ def label(
     teacher: Annotated[str | None, typer.Option(help="Teacher *ForSequenceClassification folder or URI.")] = None,
     out: Annotated[str | None, typer.Option(help="Folder for labels/, rejected/ and disranker.json.")] = None,
     backend: Annotated[str | None, typer.Option(help="transformers or vllm.")] = None,
+    relabel: Annotated[
+        bool, typer.Option("--relabel", help="Discard shards labeled from another pool, teacher or settings.")
+    ] = False,
 ) -> None:
     """Score every pool pair with the teacher on Ray Data (exactly once; a rerun resumes)."""
     from disranker import labeling, lineage
@@ -149,6 +162,7 @@ def label(
         overrides,
         pool=pool,
         output_dir=out,
+        relabel=True if relabel else None,
         **{"teacher.spec": teacher, "scoring.backend": backend},
     )
     typer.echo(lineage.read_lineage(labeling.run(cfg))["metrics"]["summary"])

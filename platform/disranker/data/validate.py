@@ -73,8 +73,9 @@ class _Rejections:
         self.mask[rows] = True
 
 
-def validate_table(table: pa.Table, contract_name: str) -> Validated:
+def validate_table(table: pa.Table, contract_name: str, *, check_duplicates: bool = True) -> Validated:
     """Split ``table`` into rows that meet contract ``contract_name`` and rejected rows with their reasons.
+    ``check_duplicates=False`` skips check 4, for a caller that finds repeats across tables itself.
 
     ``valid`` keeps the input's row order and has exactly the contract's schema (extra columns dropped); ``rejected``
     is ordered by row index and its ``record`` holds the whole original row, extra columns included, as JSON.
@@ -89,7 +90,8 @@ def validate_table(table: pa.Table, contract_name: str) -> Validated:
     rejections = _Rejections(table.num_rows)
     converted = {field.name: _check_field(table[field.name], field, rejections) for field in schema}
     key = [*KEY, "model"] if contract_name == "scores" else list(KEY)
-    _reject_duplicates({name: converted[name] for name in key}, rejections)
+    if check_duplicates:
+        _reject_duplicates({name: converted[name] for name in key}, rejections)
 
     keep = pa.array(~rejections.mask)
     valid = pa.Table.from_arrays(

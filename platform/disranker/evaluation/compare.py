@@ -34,7 +34,7 @@ from disranker.data.demo import DemoCorpusConfig
 from disranker.data.schemas import SCORES
 from disranker.data.trec import write_trec_run
 from disranker.data.validate import validate_table
-from disranker.evaluation import baselines
+from disranker.evaluation import baselines, correlation
 from disranker.evaluation.evaluate import evaluate_scores
 from disranker.evaluation.report_plots import build_report, save_report
 from disranker.models.loading import (
@@ -103,7 +103,8 @@ class CompareConfig:
 def run(config: CompareConfig) -> str:
     """Score, evaluate and report every model (or skip when ``output_dir`` already holds this comparison)."""
     config = prepare_inputs(config)
-    parents = [p for p in (_lineage_id_above(config.judgments), *map(_model_lineage_id, config.models)) if p]
+    models = [e.path for e in config.models if e.kind in ("teacher", "student")]
+    parents = lineage.parent_ids(tables=[config.judgments], models=models)
     expected = lineage.lineage_id(STAGE, to_dict(config), parents)
     if lineage.is_complete(config.output_dir, expected):
         return config.output_dir
@@ -195,33 +196,20 @@ def read_loss_curve(student_path: str) -> list[dict]:
     return list(record.get("metrics", {}).get("loss_curve", []))
 
 
-def correlations(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """Pearson and Spearman (Pearson of average ranks, so ties share a rank) correlations; 0.0 for constant input."""
-    return _pearson(x, y), _pearson(_average_ranks(x), _average_ranks(y))
-
-
-def _pearson(x: np.ndarray, y: np.ndarray) -> float:
-    x, y = np.asarray(x, np.float64) - np.mean(x), np.asarray(y, np.float64) - np.mean(y)
-    denominator = np.sqrt((x * x).sum() * (y * y).sum())
-    return float((x * y).sum() / denominator) if denominator > 0 else 0.0
-
-
-def _average_ranks(values: np.ndarray) -> np.ndarray:
-    _, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
-    first_rank = np.cumsum(counts) - counts + 1
-    return (first_rank + (counts - 1) / 2.0)[inverse]
-
-
 def _add_teacher_correlations(models: list[ModelEntry], scores: dict, metrics: dict) -> None:
     """Each student's agreement with the first teacher, pair by pair (how closely distillation copied it)."""
     teacher = next((e.name for e in models if e.kind == "teacher"), None)
     if teacher is None:
         return
     for entry in (e for e in models if e.kind == "student"):
-        pearson, spearman = correlations(scores[teacher], scores[entry.name])
-        metrics[entry.name].update(
-            {"reference_teacher": teacher, "teacher_pearson": pearson, "teacher_spearman": spearman}
-        )
+        x, y = scores[teacher], scores[entry.name]
+        values = {"teacher_pearson": correlation.pearson(x, y), "teacher_spearman": correlation.spearman(x, y)}
+        # null, not NaN, for a constant side: metrics.json stays strict JSON
+        metrics[entry.name].update({"reference_teacher": teacher, **{k: _or_none(v) for k, v in values.items()}})
+
+
+def _or_none(value: float) -> float | None:
+    return None if np.isnan(value) else value
 
 
 def _device(choice: str) -> torch.device:
@@ -230,19 +218,3 @@ def _device(choice: str) -> torch.device:
     if choice == "auto":
         choice = "cuda" if torch.cuda.is_available() else "cpu"
     return torch.device(choice)
-
-
-def _model_lineage_id(entry: ModelEntry) -> str | None:
-    if entry.kind not in ("teacher", "student") or entry.path.startswith("packaged:"):
-        return None
-    return _lineage_id_above(entry.path, levels=1)
-
-
-def _lineage_id_above(uri: str, levels: int = 3) -> str | None:
-    """The lineage id of the stage that wrote ``uri``: its own folder's record, or one up to ``levels - 1`` above."""
-    folder = uri
-    for _ in range(levels):
-        if folder and io.exists(io.join(folder, lineage.FILENAME)):
-            return (lineage.read_lineage(folder) or {}).get("id")
-        folder = folder.rsplit("/", 1)[0] if "/" in folder else ""
-    return None

@@ -114,10 +114,14 @@ def _scatter(ax, scores, metrics, teacher: str, student: str) -> None:
     ax.scatter(x, y, s=4, alpha=0.35, rasterized=True)
     low, high = float(min(x.min(), y.min())), float(max(x.max(), y.max()))
     ax.plot([low, high], [low, high], linestyle="--", linewidth=0.8, color="grey")  # y = x: Point-MSE's target
-    pearson, spearman = metrics[student]["teacher_pearson"], metrics[student]["teacher_spearman"]
-    ax.set_title(f"{student} vs {teacher}: Pearson {pearson:.3f}, Spearman {spearman:.3f}", fontsize=10)
+    pearson, spearman = (_number(metrics[student][f"teacher_{name}"]) for name in ("pearson", "spearman"))
+    ax.set_title(f"{student} vs {teacher}: Pearson {pearson}, Spearman {spearman}", fontsize=10)
     ax.set_xlabel(f"{teacher} score")
     ax.set_ylabel(f"{student} score")
+
+
+def _number(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
 
 
 def _loss_curves(ax, loss_curves: Mapping[str, Sequence[Mapping]]) -> None:

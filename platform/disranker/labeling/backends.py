@@ -11,6 +11,8 @@ so their scores agree (tests/integration/test_labeling_vllm.py checks ≤ 1e-3 r
 A call gets the flow columns of ``labeling.shards`` and returns them with ``teacher_score`` added. Rows already
 rejected are passed through unscored. If the teacher raises on a call, its rows are scored one by one so that only
 the rows it fails on are rejected (with the error as reason) and the job goes on; a non-finite score is rejected too.
+A rerun scores the shards holding such rows again (the failure may have been transient); validation rejections are
+final.
 
 Test hook: with ``DISRANKER_TEST_CRASH_ONCE=<path>`` in the driver's environment (the pipeline forwards it to the
 actors), the first actor to finish a call creates ``<path>`` and kills its own process before returning, as an
@@ -30,6 +32,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from disranker.data import schemas
+from disranker.labeling.shards import SCORER_REASONS
 from disranker.models import precision
 
 CRASH_ONCE_ENV = "DISRANKER_TEST_CRASH_ONCE"
@@ -75,11 +78,11 @@ class TeacherScorer(ABC):
                 try:
                     scores[i] = self.score([queries[i]], [titles[i]], [summaries[i]])[0]
                 except Exception as exc:
-                    errors[i] = f"teacher failed: {type(exc).__name__}: {exc}"
+                    errors[i] = f"{SCORER_REASONS[0]}{type(exc).__name__}: {exc}"
         else:
             errors = {}
         for i in np.flatnonzero(~np.isfinite(scores)).tolist():
-            errors.setdefault(i, f"teacher_score: {scores[i]} is not finite")
+            errors.setdefault(i, f"{SCORER_REASONS[1]}{scores[i]} is not finite")
         return scores, errors
 
 

@@ -59,6 +59,9 @@ class LabelConfig:
     pool: str = "outputs/demo/corpus/pool.parquet"  # pool table: one Parquet file or a folder of them (path or URI)
     output_dir: str = "outputs/demo/labels"  # labels/, rejected/ shards and disranker.json (path or URI)
     rows_per_shard: int = 2000  # rows per output shard: the unit that is written atomically and skipped on rerun
+    # Fail the run (after writing every shard) when more than this fraction of the pool ends up rejected.
+    max_rejected_fraction: float = 0.05
+    relabel: bool = False  # discard shards labeled from another pool, teacher or settings instead of refusing them
     build_missing_inputs: bool = False  # smoke runs: build the tiny demo pool and a tiny teacher when absent
     teacher: TeacherSection = field(default_factory=TeacherSection)
     scoring: ScoringSection = field(default_factory=ScoringSection)
@@ -69,15 +72,15 @@ class LabelConfig:
     def validate(self) -> None:
         if self.rows_per_shard < 1:
             raise ConfigError("'rows_per_shard' must be ≥ 1")
+        if not 0 <= self.max_rejected_fraction <= 1:
+            raise ConfigError("'max_rejected_fraction' must be within 0–1")
         if self.teacher.batch_size < 1 or self.teacher.max_length < 8:
             raise ConfigError("'teacher.batch_size' must be ≥ 1 and 'teacher.max_length' ≥ 8")
 
-    def shard_relevant(self) -> dict:
-        """What decides a shard's contents; shards written under other values are not reused (scaling is not)."""
+    def score_relevant(self) -> dict:
+        """The settings that change a score; shards written under other values are not reused (scaling is not)."""
         return {
-            "pool": self.pool,
-            "rows_per_shard": self.rows_per_shard,
-            "teacher": {k: getattr(self.teacher, k) for k in ("spec", "id", "max_length")},
             "backend": self.scoring.backend,
             "precision": self.scoring.precision,
+            "max_length": self.teacher.max_length,
         }

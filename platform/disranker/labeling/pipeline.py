@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import logging
 import os
 import time
@@ -21,7 +22,7 @@ import time
 from disranker import lineage
 from disranker.config import ConfigError, to_dict
 from disranker.data import io
-from disranker.labeling import precision_check
+from disranker.labeling import output_claim, precision_check
 from disranker.labeling import shards as shard_plan
 from disranker.labeling.backends import BACKENDS, CRASH_ONCE_ENV
 from disranker.labeling.config import LabelConfig
@@ -31,7 +32,6 @@ from disranker.runtime import ensure_ray
 logger = logging.getLogger(__name__)
 
 STAGE = "labeling"
-PLAN_FILE = "plan.json"
 READ_CPUS = 0.25  # a read + validate task; actors must leave at least this much CPU free (docs/operations.md)
 
 
@@ -46,45 +46,76 @@ def run(config: LabelConfig) -> str:
     _check_teacher_head(config.teacher.spec)
     teacher_id = teacher_identity(config.teacher.spec, config.teacher.id)
     shards = shard_plan.plan_shards(config.pool, config.rows_per_shard)
-    fingerprint = hashlib.sha256(repr([(s.name, s.num_rows) for s in shards]).encode()).hexdigest()[:16]
-    parents = [record["id"] for record in (_lineage_of(config.pool), _lineage_of(config.teacher.spec)) if record]
-    expected = lineage.lineage_id(STAGE, to_dict(config), parents, fingerprint)
-    if lineage.is_complete(config.output_dir, expected):
+    plan = output_claim.plan_record(
+        shard_plan.pool_files(config.pool),
+        config.rows_per_shard,
+        teacher_id,
+        output_claim.teacher_weights_digest(config.teacher.spec),
+        config.score_relevant(),
+    )
+    fingerprint = hashlib.sha256(json.dumps(plan, sort_keys=True).encode()).hexdigest()[:16]
+    parents = lineage.parent_ids(tables=[config.pool], models=[config.teacher.spec])
+    asked = dataclasses.replace(config, relabel=False)  # the record holds what was labeled, not how it was asked
+    expected = lineage.lineage_id(STAGE, to_dict(asked), parents, fingerprint)
+    record = lineage.read_lineage(config.output_dir) if not config.relabel else None
+    if record and record.get("id") == expected and not record["metrics"].get("scorer_rejected"):
         return config.output_dir
-    asked = config  # the lineage records the config as given; the run uses the precision decided here
-    config, precision_used = precision_check.decide(config, shards[0] if shards else None)
-    _claim_output(config, fingerprint)
+    with output_claim.output_lock(config.output_dir) as refresh_lock:
+        output_claim.claim_output(config.output_dir, plan, config.relabel)
+        # The run uses the precision decided here; the record keeps the config as asked.
+        config, precision_used = precision_check.decide(config, shards[0] if shards else None)
+        metrics = _label_missing(config, shards, teacher_id, refresh_lock)
+        metrics["precision"] = precision_used
+        metrics["summary"] = summary_line(metrics)
+        lineage.write_lineage(
+            config.output_dir, STAGE, to_dict(asked), parents=parents, fingerprint=fingerprint, metrics=metrics
+        )
+    logger.info(metrics["summary"])
+    return config.output_dir
 
-    shard_plan.remove_partial_files(config.output_dir)  # one driver per output_dir: no write is in flight now
+
+def _label_missing(config: LabelConfig, shards: list[shard_plan.Shard], teacher_id: str, refresh_lock) -> dict:
+    """Score the shards not yet complete (those with scorer failures again), check the whole, return the metrics."""
+    shard_plan.remove_partial_files(config.output_dir)  # the lock says no other write is in flight now
+    names = {shard.name for shard in shards}
+    retry = {name for name, _ in shard_plan.scorer_failures(config.output_dir, names)}
+    if retry:  # the folder no longer holds a finished run until this one ends (distillation checks the record)
+        output_claim.discard_record(config.output_dir)
+        shard_plan.reopen(config.output_dir, retry)
     done = shard_plan.complete_shards(config.output_dir)
     pending = [shard for shard in shards if shard.name not in done]
     started = time.perf_counter()
     if pending:
-        _label(pending, config, teacher_id)
+        _label(pending, config, teacher_id, refresh_lock)
     wall = time.perf_counter() - started
 
-    counts = shard_plan.count_rows(config.output_dir, {shard.name for shard in shards})
+    counts = shard_plan.count_rows(config.output_dir, names)
     rows_in = sum(shard.num_rows for shard in shards)
     if counts["labeled"] + counts["rejected"] != rows_in:
         raise RuntimeError(f"{config.output_dir}: {counts} do not add up to the pool's {rows_in} rows")
+    teachers = shard_plan.teacher_values(config.output_dir, names)
+    if teachers - {teacher_id}:
+        raise RuntimeError(f"{config.output_dir}: its labels hold teachers {sorted(teachers)}, expected {teacher_id}")
+    scorer_rejected = len(shard_plan.scorer_failures(config.output_dir, names))
+    if rows_in and counts["rejected"] > config.max_rejected_fraction * rows_in:
+        raise RuntimeError(
+            f"{config.output_dir}: {counts['rejected']} of {rows_in} pool rows were rejected "
+            f"({counts['rejected'] / rows_in:.1%} > max_rejected_fraction={config.max_rejected_fraction}), "
+            f"{scorer_rejected} of them by the teacher (retried on the next run); the reasons are in rejected/. "
+            "Fix the pool, or raise max_rejected_fraction to accept them"
+        )
     scored_now = sum(shard.num_rows for shard in pending)
-    metrics = {
+    return {
         "rows_in": rows_in,
         **counts,
+        "scorer_rejected": scorer_rejected,
         "teacher": teacher_id,
         "shards": len(shards),
         "shards_written": len(pending),
         "shards_skipped": len(shards) - len(pending),
         "wall_s": round(wall, 3),
         "pairs_per_s": round(scored_now / wall, 2) if wall > 0 and scored_now else 0.0,
-        "precision": precision_used,
     }
-    metrics["summary"] = summary_line(metrics)
-    lineage.write_lineage(
-        config.output_dir, STAGE, to_dict(asked), parents=parents, fingerprint=fingerprint, metrics=metrics
-    )
-    logger.info(metrics["summary"])
-    return config.output_dir
 
 
 def summary_line(metrics: dict) -> str:
@@ -96,7 +127,7 @@ def summary_line(metrics: dict) -> str:
     )
 
 
-def _label(pending: list[shard_plan.Shard], config: LabelConfig, teacher_id: str) -> None:
+def _label(pending: list[shard_plan.Shard], config: LabelConfig, teacher_id: str, refresh_lock) -> None:
     import ray
 
     scaling = config.scaling
@@ -132,6 +163,7 @@ def _label(pending: list[shard_plan.Shard], config: LabelConfig, teacher_id: str
     for batch in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
         for name, rows in assembler.add(batch):
             shard_plan.write_shard(config.output_dir, name, rows, teacher_id)
+            refresh_lock()
 
 
 def _read_shards(batch):
@@ -158,15 +190,8 @@ def teacher_identity(spec: str, explicit: str | None = None) -> str:
     """The ``teacher`` column: the explicit id, else ``<stage>:<lineage id>`` of the teacher folder, else the spec."""
     if explicit:
         return explicit
-    record = _lineage_of(spec)
+    record = lineage.record_above(spec, levels=1)
     return f"{record['stage']}:{record['id']}" if record else spec
-
-
-def _lineage_of(path: str) -> dict | None:
-    if path.startswith("packaged:"):
-        return None
-    folder = path.rsplit("/", 1)[0] if path.endswith(".parquet") else path
-    return lineage.read_lineage(folder)
 
 
 def _check_teacher_head(spec: str) -> None:
@@ -178,17 +203,3 @@ def _check_teacher_head(spec: str) -> None:
             f"teacher.spec={spec!r} is not a *ForSequenceClassification folder (architectures: {architectures or '?'})"
             ": label with the SFT teacher's folder, whose score head is trained"
         )
-
-
-def _claim_output(config: LabelConfig, fingerprint: str) -> None:
-    """Record what the shards in ``output_dir`` are made from; refuse to mix in shards of another plan or teacher."""
-    plan = {"plan": lineage.lineage_id(STAGE, config.shard_relevant(), fingerprint=fingerprint)}
-    path = io.join(config.output_dir, PLAN_FILE)
-    if io.exists(path):
-        if io.read_json(path) != plan:
-            raise ConfigError(
-                f"{config.output_dir} holds shards of another pool, teacher or rows_per_shard ({path}); "
-                "write to a new output_dir"
-            )
-        return
-    io.write_json(plan, path)

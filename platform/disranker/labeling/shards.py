@@ -3,8 +3,9 @@
 A shard is a row range of one pool file, named after both (``pool.rows-000000000-000002000``), so the same pool and
 ``rows_per_shard`` always give the same names. Each shard is written as two Parquet files, each atomically (temporary
 name, then rename): ``rejected/<name>.parquet`` first, then ``labels/<name>.parquet``. A shard whose labels file
-exists is complete and a rerun skips it; a crash between the two writes leaves a rejected file that the rerun
-overwrites. After a run every pool row is in exactly one of the two tables.
+exists is complete and a rerun skips it, unless the teacher failed on some of its rows (``SCORER_REASONS``): then the
+rerun deletes its labels file first and scores it again. A crash between the two writes leaves a rejected file that
+the rerun overwrites. After a run every pool row is in exactly one of the two tables.
 
 Rows travel through Ray Data as the pool columns plus ``_shard`` (its shard name), ``_row`` (its index in the whole
 pool, files taken in name order), ``_reason`` (null, or why it is rejected) and ``_record`` (the original row as JSON
@@ -27,7 +28,9 @@ from disranker.data import io, schemas
 from disranker.data.validate import rejected_table, validate_table
 
 LABELS_DIR, REJECTED_DIR = "labels", "rejected"
-FLOW_COLUMNS = {"_shard": pa.string(), "_row": pa.int64(), "_reason": pa.string(), "_record": pa.string()}
+KEY_SCAN_ROWS = 100_000  # rows validated at a time while looking for repeated keys across the pool
+# Reasons the scorer gives (labeling.backends): a rerun retries these rows; validation rejections are final.
+SCORER_REASONS = ("teacher failed: ", "teacher_score: ")
 
 
 @dataclass(frozen=True)
@@ -99,9 +102,11 @@ def plan_shards(pool: str, rows_per_shard: int) -> list[Shard]:
 
 
 def _shard_stem(pool: str, file: str) -> str:
+    """The file's path under the pool as one name; "%" and "/" are escaped so that no two files share a stem."""
     if file == str(pool):
         return file.rstrip("/").rsplit("/", 1)[-1].removesuffix(".parquet")
-    return file[len(str(pool)) :].strip("/").removesuffix(".parquet").replace("/", "__")
+    relative = file[len(str(pool)) :].strip("/").removesuffix(".parquet")
+    return relative.replace("%", "%25").replace("/", "%2F")
 
 
 def _num_rows(file: str) -> int:
@@ -116,10 +121,19 @@ def _num_rows(file: str) -> int:
 
 
 def _duplicate_keys(files: list[str]) -> dict[int, str]:
-    """Pool row → reason, for each row whose key an earlier row of any file has. Reads only the two key columns."""
-    keys = pa.concat_tables([_read_file(file, columns=list(schemas.KEY)) for file in files])
-    keys = keys.append_column("_row", pa.array(np.arange(keys.num_rows), pa.int64()))
-    keys = keys.filter(pc.and_(pc.is_valid(keys["query_id"]), pc.is_valid(keys["doc_id"])))
+    """Pool row → reason, for each valid row whose key an earlier *valid* row of any file has (an invalid row is
+    rejected for its own reason and must not shadow a later valid copy). Streams each file in batches."""
+    keys, offset = [], 0
+    for file in files:
+        fs, path = io.resolve(file)
+        for batch in pq.ParquetFile(path, filesystem=fs).iter_batches(batch_size=KEY_SCAN_ROWS):
+            checked = validate_table(pa.Table.from_batches([batch]), "pool", check_duplicates=False)
+            rows = pa.array(checked.rows + offset, pa.int64())
+            keys.append(checked.valid.select(list(schemas.KEY)).append_column("_row", rows))
+            offset += batch.num_rows
+    if not keys:
+        return {}
+    keys = pa.concat_tables(keys)
     first = keys.group_by(list(schemas.KEY), use_threads=False).aggregate([("_row", "min")])
     paired = keys.join(first, keys=list(schemas.KEY))
     repeats = paired.filter(pc.not_equal(paired["_row"], paired["_row_min"])).to_pylist()
@@ -127,11 +141,6 @@ def _duplicate_keys(files: list[str]) -> dict[int, str]:
         r["_row"]: f"duplicate (query_id, doc_id) {(r['query_id'], r['doc_id'])!r}, first seen at row {r['_row_min']}"
         for r in repeats
     }
-
-
-def _read_file(file: str, columns: list[str] | None = None) -> pa.Table:
-    fs, path = io.resolve(file)
-    return pq.read_table(path, filesystem=fs, columns=columns)
 
 
 def read_shard(shard_json: str) -> pa.Table:
@@ -218,6 +227,33 @@ def write_shard(output_dir: str, name: str, rows: pa.Table, teacher_id: str) -> 
 def complete_shards(output_dir: str) -> set[str]:
     """Names of the shards whose labels file exists (written last, so the shard is whole)."""
     return {name for name, _ in _shard_files(output_dir, LABELS_DIR)}
+
+
+def scorer_failures(output_dir: str, names: set[str]) -> list[tuple[str, int]]:
+    """(shard, pool row) of each row in the named shards that the scorer, not validation, rejected."""
+    failures = []
+    for name, (fs, path) in _shard_files(output_dir, REJECTED_DIR):
+        if name in names:
+            table = pq.read_table(path, filesystem=fs, columns=["row", "reason"])
+            failed = pc.or_(*(pc.starts_with(table["reason"], prefix) for prefix in SCORER_REASONS))
+            failures += [(name, row) for row in table.filter(failed)["row"].to_pylist()]
+    return sorted(failures)
+
+
+def reopen(output_dir: str, names: set[str]) -> None:
+    """Make the named shards incomplete again (their labels file goes first), so this run scores them anew."""
+    for name, (fs, path) in list(_shard_files(output_dir, LABELS_DIR)):
+        if name in names:
+            fs.delete_file(path)
+
+
+def teacher_values(output_dir: str, names: set[str]) -> set[str]:
+    """The distinct ``teacher`` values of the named shards' labels (one run holds one teacher)."""
+    values: set[str] = set()
+    for name, (fs, path) in _shard_files(output_dir, LABELS_DIR):
+        if name in names:
+            values.update(pc.unique(pq.read_table(path, filesystem=fs, columns=["teacher"])["teacher"]).to_pylist())
+    return values
 
 
 def remove_partial_files(output_dir: str) -> None:

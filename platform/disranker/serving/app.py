@@ -16,20 +16,33 @@ between ``autoscaling.min_replicas`` and ``max_replicas`` on requests in flight.
 # from the methods Serve's ingress wraps, where postponed (string) annotations no longer resolve.
 import asyncio
 import hmac
+import math
 import os
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from ray import serve
 from ray.serve import Application
+from ray.serve.config import BackpressureConfig
 
 from disranker.serving.config import BatchingArgs, LocalServe, RankerArgs
+from disranker.serving.runtime import load_scorer
 from disranker.serving.schemas import RequestError, parse_rank_request, rank_documents
-from disranker.serving.scorer import load_scorer
 
 TOKEN_ENV = "DISRANKER_API_TOKEN"
+# Serve's proxy must answer its readiness check within 5 s, three times over; with another job on every core it may
+# not (seen: `disranker serve` died on a loaded 2-core machine). Raised for a Ray that `start_local` starts.
+SLOW_START_S = {"RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S": 60, "RAY_SERVE_PROXY_HEALTH_CHECK_TIMEOUT_S": 60}
 
-api = FastAPI(title="disranker", description="Rank documents for a query with the distilled student.")
+# No /docs, /redoc or /openapi.json: they would be open even with a token set (the API is in serve/README.md).
+api = FastAPI(
+    title="disranker",
+    description="Rank documents for a query with the distilled student.",
+    docs_url=None,
+    redoc_url=None,
+    openapi_url=None,
+)
+HEALTH_PAIR = ("health check", "", "a document the replica scores to prove its model still answers")
 
 
 @api.exception_handler(RequestError)
@@ -62,6 +75,12 @@ class Ranker:
         self.token = os.environ.get(TOKEN_ENV) or None
         self.counters = {"requests": 0, "batches": 0, "pairs": 0}
 
+    async def check_health(self) -> None:
+        """Serve calls this every ``health_check_period_s``: a replica whose model no longer scores is replaced."""
+        score = (await asyncio.to_thread(self.scorer.score, *([text] for text in HEALTH_PAIR)))[0]
+        if not math.isfinite(score):
+            raise RuntimeError(f"the model scored the health-check pair {score}")
+
     def reconfigure(self, user_config: dict) -> None:
         """Apply new batching knobs (``serve deploy`` with a changed ``user_config``) without a restart."""
         batching = BatchingArgs.model_validate(user_config)
@@ -74,20 +93,37 @@ class Ranker:
     async def _score_pairs(self, pairs: list[tuple[str, str, str]]) -> list[float]:
         self.counters["batches"] += 1
         self.counters["pairs"] += len(pairs)
-        queries, titles, summaries = zip(*pairs, strict=True)
         # In a thread, so the event loop keeps accepting requests (they queue up for the next batch) meanwhile.
-        scores = await asyncio.to_thread(self.scorer.score, queries, titles, summaries)
-        return scores.tolist()
+        return await asyncio.to_thread(self._score_isolated, pairs)
+
+    def _score_isolated(self, pairs: list[tuple[str, str, str]]) -> list[float]:
+        """The batch's scores; if the batch fails, pair by pair, NaN where a pair fails, so that one request's
+        document cannot fail the other requests sharing its batch."""
+        try:
+            return self.scorer.score(*zip(*pairs, strict=True)).tolist()
+        except Exception:
+            scores = []
+            for pair in pairs:
+                try:
+                    scores.append(float(self.scorer.score(*([text] for text in pair))[0]))
+                except Exception:
+                    scores.append(math.nan)
+            return scores
 
     @api.post("/rank")
     async def rank(self, request: Request) -> JSONResponse:
         self._check_token(request)
         body = await _read_body(request, self.args.max_body_bytes)
-        parsed = parse_rank_request(body, self.args.max_documents)
+        # Parsing and tokenising a large body take milliseconds: in a thread, so the event loop keeps serving.
+        parsed = await asyncio.to_thread(parse_rank_request, body, self.args.limits())
         docs = parsed.documents
-        truncated = self.scorer.truncated(parsed.query, [d.title for d in docs], [d.summary for d in docs])
+        titles, summaries = [d.title for d in docs], [d.summary for d in docs]
+        truncated = await asyncio.to_thread(self.scorer.truncated, parsed.query, titles, summaries)
         self.counters["requests"] += 1
         scores = await asyncio.gather(*(self._score_pairs((parsed.query, d.title, d.summary)) for d in docs))
+        failed = next((i for i, score in enumerate(scores) if not math.isfinite(score)), None)
+        if failed is not None:
+            raise RequestError(422, f"documents[{failed}]", "the model could not score this document")
         response = rank_documents(parsed, list(scores), truncated, self.scorer.model_id, self.scorer.max_length)
         return JSONResponse(response.model_dump())
 
@@ -105,8 +141,10 @@ class Ranker:
             # torch or onnx-int8, and for onnx-int8 the agreement check against torch (numbers, source, reason).
             "runtime": self.scorer.runtime,
             "max_length": self.args.max_length,
-            "max_documents": self.args.max_documents,
-            "max_body_bytes": self.args.max_body_bytes,
+            "limits": {
+                name: getattr(self.args, name)
+                for name in ("max_documents", "max_query_chars", "max_document_chars", "max_body_bytes")
+            },
             "batching": {
                 "max_batch_size": self._score_pairs._get_max_batch_size(),
                 "batch_wait_timeout_s": self._score_pairs._get_batch_wait_timeout_s(),
@@ -131,6 +169,8 @@ def build_app(args: RankerArgs) -> Application:
     deployment = Ranker.options(
         autoscaling_config=ranker_args.autoscaling.model_dump(),
         max_ongoing_requests=ranker_args.max_ongoing_requests,
+        max_queued_requests=ranker_args.max_queued_requests,
+        backpressure_config=BackpressureConfig(status_code=503, retry_after_s=ranker_args.retry_after_s),
         user_config=ranker_args.batching.model_dump(),
         ray_actor_options={"num_cpus": ranker_args.num_cpus},
     )
@@ -139,6 +179,9 @@ def build_app(args: RankerArgs) -> Application:
 
 def start_local(local: LocalServe) -> str:
     """Start Serve on this machine's Ray (started here when needed) with ``local``'s application; returns its URL."""
-    serve.start(http_options={"host": local.host, "port": local.port})
+    for name, seconds in SLOW_START_S.items():  # a busy machine needs longer than Serve's checks allow
+        os.environ.setdefault(name, str(seconds))  # read by the Serve controller, which Ray starts from here
+    http = {"host": local.host, "port": local.port, "request_timeout_s": local.request_timeout_s}
+    serve.start(http_options={k: v for k, v in http.items() if v is not None})
     serve.run(build_app(local.args), name=local.app_name, route_prefix=local.route_prefix)
     return local.url

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from disranker.config import ConfigError, apply_override
 from disranker.models.text import STUDENT_MAX_LENGTH
+from disranker.serving.schemas import RequestLimits
 
 BUILDER_IMPORT_PATH = "disranker.serving.app:build_app"
 
@@ -75,16 +76,25 @@ class RankerArgs(_Strict):
     max_length: int = Field(STUDENT_MAX_LENGTH, ge=8)  # tokens per pair; the document side is truncated to fit
     forward_batch_size: int = Field(32, ge=1)  # pairs per forward pass inside one batch (length-sorted)
     torch_threads: int | None = Field(None, ge=1)  # intra-op threads per replica; None: match num_cpus
-    max_documents: int = Field(100, ge=1)  # documents per /rank request
+    max_documents: int = Field(100, ge=1)  # documents per /rank request (and the largest top_k)
+    max_query_chars: int = Field(1_000, ge=1)  # longer queries get a 422
+    max_document_chars: int = Field(20_000, ge=1)  # title + summary of one document; longer gets a 422
     max_body_bytes: int = Field(1_000_000, ge=1024)  # request body limit (413 above it)
     num_cpus: float = Field(1.0, gt=0)  # CPUs reserved per replica
     max_ongoing_requests: int = Field(16, ge=1)  # requests one replica accepts at once; more wait in the proxy
+    # Requests waiting in each proxy for a replica; more get a 503 with Retry-After at once instead of a growing
+    # latency (Serve's default, -1, queues without bound).
+    max_queued_requests: int = Field(32, ge=1)
+    retry_after_s: float = Field(1.0, ge=0)  # the Retry-After of those 503s
     batching: BatchingArgs = BatchingArgs()
     autoscaling: AutoscalingArgs = AutoscalingArgs()
     onnx: OnnxArgs = OnnxArgs()  # used when runtime is onnx-int8
 
     def threads(self) -> int:
         return self.torch_threads or max(1, int(self.num_cpus))
+
+    def limits(self) -> RequestLimits:
+        return RequestLimits(self.max_documents, self.max_query_chars, self.max_document_chars)
 
 
 class LocalServe(BaseModel):
@@ -94,6 +104,7 @@ class LocalServe(BaseModel):
 
     host: str = "127.0.0.1"
     port: int = 8000
+    request_timeout_s: float | None = None  # http_options.request_timeout_s: a longer request is cut off (408)
     app_name: str = "disranker"
     route_prefix: str = "/"
     args: RankerArgs = RankerArgs()
@@ -122,6 +133,7 @@ def load_serve_file(path: str | Path, overrides: Sequence[str] = ()) -> LocalSer
         return LocalServe(
             host=http.get("host", "127.0.0.1"),
             port=http.get("port", 8000),
+            request_timeout_s=http.get("request_timeout_s"),
             app_name=app.get("name", "disranker"),
             route_prefix=app.get("route_prefix", "/"),
             args=RankerArgs.model_validate(args),

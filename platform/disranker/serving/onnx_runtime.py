@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from disranker.data import io
+from disranker.evaluation.correlation import pearson, spearman
 from disranker.models.onnx_export import int8_student, open_session, score_pairs_onnx
 from disranker.models.text import pair_texts
 from disranker.models.tiny import WORDS
@@ -34,22 +35,6 @@ logger = logging.getLogger(__name__)
 
 CHECK_COLUMNS = ["query_id", "query", "doc_id", "title", "summary"]
 TOP_K = 10
-
-
-def _average_ranks(values: np.ndarray) -> np.ndarray:
-    """Ranks 0..n-1 with tied values sharing their mean rank (what Spearman's rho is defined on)."""
-    order = np.argsort(values, kind="stable")
-    ranks = np.empty(len(values))
-    ranks[order] = np.arange(len(values))
-    _, group, counts = np.unique(values, return_inverse=True, return_counts=True)
-    return (np.bincount(group, weights=ranks) / counts)[group]
-
-
-def _pearson(a: np.ndarray, b: np.ndarray) -> float:
-    """NaN when either side is constant: no correlation is defined, and NaN fails every threshold."""
-    a, b = a - a.mean(), b - b.mean()
-    norm = np.sqrt((a * a).sum() * (b * b).sum())
-    return float((a * b).sum() / norm) if norm > 0 else float("nan")
 
 
 def check_agreement(torch_scores, onnx_scores, query_ids, k: int = TOP_K) -> dict:
@@ -78,10 +63,10 @@ def check_agreement(torch_scores, onnx_scores, query_ids, k: int = TOP_K) -> dic
         by_new = rows[np.argsort(-new[rows], kind="stable")[:top]]
         overlaps.append(len(np.intersect1d(by_ref, by_new)) / top)
         if len(rows) > 1:
-            spearmans.append(_pearson(_average_ranks(ref[rows]), _average_ranks(new[rows])))
+            spearmans.append(spearman(ref[rows], new[rows]))
     return {
-        "pearson": _pearson(ref, new),
-        "spearman": _pearson(_average_ranks(ref), _average_ranks(new)),
+        "pearson": pearson(ref, new),
+        "spearman": spearman(ref, new),
         "spearman_query_mean": float(np.mean(spearmans)) if spearmans else float("nan"),
         f"top{k}_agreement": float(np.mean(overlaps)),
         "max_abs_diff": float(np.abs(ref - new).max()),

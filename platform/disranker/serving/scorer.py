@@ -1,9 +1,8 @@
 """The student as the endpoint uses it: loaded once per replica, scoring pairs, and telling which documents it cut.
 
 Scoring is ``disranker.models.loading.score_pairs_student`` (inference mode, length-sorted batches, the input order
-restored), so the endpoint's scores equal the ones evaluation computes for the same folder. ``load_scorer`` is what
-a replica calls: with ``runtime: onnx-int8`` it may return ``serving.onnx_runtime.OnnxScorer`` instead, which has
-this class's interface; ``scorer.runtime`` says which runtime serves and why.
+restored), so the endpoint's scores equal the ones evaluation computes for the same folder. A replica gets its
+scorer from ``serving.runtime.load_scorer``; ``scorer.runtime`` says which runtime serves and why.
 """
 
 from __future__ import annotations
@@ -49,6 +48,12 @@ class PairScorer:
             torch.manual_seed(HEAD_SEED)
             model, tokenizer = load_student(folder)
         model.eval()
+        positions = getattr(model.config, "max_position_embeddings", None)
+        if positions is not None and args.max_length > positions:
+            raise ValueError(
+                f"max_length={args.max_length} is more tokens than {args.model} can read ({positions} positions): "
+                f"set max_length to at most {positions}"
+            )
         record = lineage.read_lineage(str(folder))
         model_id = f"{record['stage']}:{record['id']}" if record else args.model
         return cls(model, tokenizer, model_id, record, args.max_length, args.forward_batch_size)
@@ -78,14 +83,3 @@ class PairScorer:
             batch_size=self.forward_batch_size,
             max_length=self.max_length,
         )
-
-
-def load_scorer(args: RankerArgs) -> PairScorer:
-    """The replica's scorer for ``args.runtime``: the torch student, or its int8 ONNX graph once checked against it."""
-    scorer = PairScorer.load(args)
-    if args.runtime == "torch":
-        return scorer
-    # Imported here: onnx_runtime builds on this module (its OnnxScorer is a PairScorer).
-    from disranker.serving.onnx_runtime import load_checked_scorer
-
-    return load_checked_scorer(scorer, args)

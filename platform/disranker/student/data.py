@@ -21,8 +21,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 
+from disranker import lineage
 from disranker.data import io
 from disranker.data.validate import validate_table
+from disranker.labeling.output_claim import PLAN_FILE
 from disranker.labeling.shards import LABELS_DIR
 from disranker.models.text import encode_student
 
@@ -108,6 +110,23 @@ class QueryGroups:
         targets = np.zeros(groups.shape, dtype=np.float32)
         targets[mask] = self.targets[rows]
         return GroupBatch(dict(encoded), torch.from_numpy(mask), torch.from_numpy(targets))
+
+
+def check_labeling_finished(uri: str) -> None:
+    """Refuse the output folder of a labeling run that has not finished (no record, or rows that do not add up): its
+    shards would be a part of the pool. A labels table written some other way is taken as it is."""
+    folder = uri if io.exists(io.join(uri, LABELS_DIR)) else uri.rstrip("/").rsplit("/", 1)[0]
+    if not (io.exists(io.join(folder, LABELS_DIR)) and io.exists(io.join(folder, PLAN_FILE))):
+        return
+    record = lineage.read_lineage(folder) or {}
+    metrics = record.get("metrics", {})
+    if record.get("stage") != "labeling" or metrics.get("labeled", 0) + metrics.get("rejected", 0) != metrics.get(
+        "rows_in"
+    ):
+        raise ValueError(
+            f"data.labels={uri}: the labeling run writing {folder} has not finished (no complete record in its "
+            f"{lineage.FILENAME}); rerun the labeling stage on it (it resumes), then distil"
+        )
 
 
 def read_training_table(uri: str, contract: str, max_queries: int | None = None) -> pa.Table:

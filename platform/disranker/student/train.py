@@ -36,7 +36,7 @@ from disranker.models.text import pair_texts
 from disranker.runtime import ensure_ray
 from disranker.student import losses
 from disranker.student.config import DistillConfig, LossSection
-from disranker.student.data import QueryGroups
+from disranker.student.data import QueryGroups, check_labeling_finished
 from disranker.student.inputs import prepare_inputs
 
 STAGE = "distill"
@@ -46,7 +46,9 @@ IDENTITY_ACTIVATION = "torch.nn.modules.linear.Identity"
 def run(config: DistillConfig) -> str:
     """Train the student (or skip when ``output_dir`` already holds this exact run) and return its folder."""
     config = prepare_inputs(config)
-    parents = [p for p in (_parent_id(config.train_table), _parent_id(config.data.dev)) if p]
+    if config.mode == "teacher":
+        check_labeling_finished(config.data.labels)
+    parents = lineage.parent_ids(tables=[config.train_table, config.data.dev])
     expected = lineage.lineage_id(STAGE, to_dict(config), parents)
     if lineage.is_complete(config.output_dir, expected):
         return config.output_dir
@@ -77,16 +79,6 @@ def run(config: DistillConfig) -> str:
     metrics = {**state, "wall_s": round(time.perf_counter() - started, 1)}
     lineage.write_lineage(config.output_dir, STAGE, to_dict(config), parents=parents, metrics=metrics)
     return config.output_dir
-
-
-def _parent_id(table_uri: str) -> str | None:
-    """The lineage id of the stage that wrote ``table_uri`` (its folder, or up to two folders above a file)."""
-    folder = table_uri
-    for _ in range(3):
-        if folder and io.exists(io.join(folder, lineage.FILENAME)):
-            return (lineage.read_lineage(folder) or {}).get("id")
-        folder = folder.rsplit("/", 1)[0] if "/" in folder else ""
-    return None
 
 
 def train_loop_per_worker(loop_config: dict) -> None:

@@ -17,6 +17,7 @@ import pyarrow as pa
 import torch
 
 from disranker.data import demo, io
+from disranker.data.validate import validate_table
 from disranker.models.packing import pack_groups
 from disranker.models.text import cpt_prompt, encode_cpt, encode_teacher
 from disranker.teacher.config import TeacherConfig
@@ -46,6 +47,33 @@ def prepare_inputs(config: TeacherConfig) -> TeacherConfig:
     )
     model = dataclasses.replace(config.model, spec=io.absolute_model_spec(config.model.spec))
     return dataclasses.replace(config, data=data, model=model, output_dir=io.absolute(config.output_dir))
+
+
+def stage_inputs(config: TeacherConfig) -> dict[str, tuple[str, str]]:
+    """The stage's input tables: name → (uri, contract)."""
+    if config.stage == "cpt":
+        return {"clicks": (config.data.clicks, "clicks")}
+    return {"train": (config.data.train, "judgments"), "dev": (config.data.dev, "judgments")}
+
+
+def read_valid(uri: str, contract: str) -> pa.Table:
+    """The rows of ``uri`` that keep ``contract`` (the driver has checked there are some: ``write_rejections``)."""
+    return validate_table(io.read_table(uri), contract).valid
+
+
+def write_rejections(config: TeacherConfig) -> dict[str, dict[str, int]]:
+    """Validate each input table once on the driver, write its bad rows (with reasons) to
+    ``<output_dir>/rejected/<name>.parquet`` and return the counts for the stage's record; the workers read the same
+    valid rows (``read_valid``)."""
+    counts = {}
+    for name, (uri, contract) in stage_inputs(config).items():
+        checked = validate_table(io.read_table(uri), contract)
+        if checked.valid.num_rows == 0:
+            raise ValueError(f"data.{name}={uri}: no row keeps the {contract} contract, nothing to train on")
+        if checked.rejected.num_rows:
+            io.write_table(checked.rejected, io.join(config.output_dir, "rejected", f"{name}.parquet"))
+        counts[name] = checked.counts
+    return counts
 
 
 def shard(items: list, rank: int, world_size: int) -> list:

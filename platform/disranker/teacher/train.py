@@ -45,12 +45,12 @@ def run(config: TeacherConfig) -> str:
 
     config = data.prepare_inputs(config)
     inputs = [config.data.clicks] if config.stage == "cpt" else [config.data.train, config.data.dev]
-    records = map(_input_lineage, [*inputs, config.model.spec])
-    parents = list(dict.fromkeys(record["id"] for record in records if record))
+    parents = lineage.parent_ids(tables=inputs, models=[config.model.spec])
     expected = lineage.lineage_id(f"teacher_{config.stage}", to_dict(config), parents)
     if lineage.is_complete(config.output_dir, expected):
         return config.output_dir
 
+    input_counts = data.write_rejections(config)
     ensure_ray(config.scaling.address)
     storage = config.run.storage_path or io.join(config.output_dir, "ray")
     if "://" not in storage:
@@ -72,17 +72,9 @@ def run(config: TeacherConfig) -> str:
         fs, out = io.resolve(config.output_dir)
         fs.create_dir(out, recursive=True)
         pafs.copy_files(str(Path(folder) / EXPORT), out, destination_filesystem=fs)
-    final = {k: v for k, v in result.metrics.items() if not k.startswith("_")}
+    final = {k: v for k, v in result.metrics.items() if not k.startswith("_")} | {"inputs": input_counts}
     lineage.write_lineage(config.output_dir, f"teacher_{config.stage}", to_dict(config), parents=parents, metrics=final)
     return config.output_dir
-
-
-def _input_lineage(path: str) -> dict | None:
-    """The lineage record beside an input (a table inside a stage folder, or a model folder), if any."""
-    for folder in (path, path.rsplit("/", 1)[0], path.rsplit("/", 2)[0]):
-        if io.exists(io.join(folder, lineage.FILENAME)):
-            return lineage.read_lineage(folder)
-    return None
 
 
 def train_loop_per_worker(loop_config: dict) -> None:
@@ -197,13 +189,13 @@ class Epochs:
         self.packed = packed
         training = config.training
         if config.stage == "cpt":
-            clicks = io.read_table(config.data.clicks)
+            clicks = data.read_valid(config.data.clicks, "clicks")
             examples = data.cpt_examples(clicks, tokenizer, training.max_length, config.data.max_examples)
             self.cpt = data.shard(examples, rank, world)
             self.n_examples, n_local = len(examples), len(self.cpt)
         else:
-            self.train = io.read_table(config.data.train)
-            self.dev = io.read_table(config.data.dev)
+            self.train = data.read_valid(config.data.train, "judgments")
+            self.dev = data.read_valid(config.data.dev, "judgments")
             groups, self.group_stats = data.query_groups(
                 self.train, training.group_size, training.seed, config.data.max_examples
             )
