@@ -45,7 +45,7 @@ from disranker.teacher.config import TeacherConfig
 
 BASE_MODEL = "packaged:smollm2"
 MRR_MIN_LABEL = 4  # the demo corpus' exact answer
-COLUMNS = ("pnr", "ndcg@10", "mrr@10", "n_queries", "n_pairs")
+COLUMNS = ("pnr", "ndcg@10", "mrr@10", "n_queries", "n_preference_pairs")
 
 
 def evaluate(table: pa.Table, scores: np.ndarray) -> dict:

@@ -153,10 +153,10 @@ def test_evaluate_prints_metrics_reports_the_bad_row_and_writes_it(tmp_path):
     metrics = json.loads(result.stdout)
     assert set(metrics) == {
         "model", "pnr", "pnr_query_mean", "pairwise_accuracy", "ndcg@1", "ndcg@5", "ndcg@10", "mrr@10",
-        "n_queries", "n_pairs", "n_ties", "n_rejected",
+        "n_queries", "n_preference_pairs", "n_ties", "n_rejected",
     }  # fmt: skip
     # q1 ranks d1(2) d3(1) d2(0): 3 concordant; q2 ranks d2(3) d4(1) d1(0): 3 concordant.
-    assert (metrics["model"], metrics["n_queries"], metrics["n_pairs"], metrics["pnr"]) == ("m", 2, 6, 6.0)
+    assert (metrics["model"], metrics["n_queries"], metrics["n_preference_pairs"], metrics["pnr"]) == ("m", 2, 6, 6.0)
     assert metrics["n_rejected"] == 1
     assert result.stderr == (
         f"1 rows could not be evaluated (see {out}/rejected.parquet):\n  judgments row 6: label: 9 is outside 0–4\n"

@@ -20,11 +20,11 @@ from disranker.data.trec import read_trec_run
 from disranker.evaluation import compare, report_plots
 from disranker.models.loading import build_tiny_student, build_tiny_teacher
 
-# 3 queries × 4 docs, graded 4/2/1/0: each query has 6 pairs with different labels, so n_pairs = 18 exactly.
+# 3 queries × 4 docs, graded 4/2/1/0: each query has 6 pairs with different labels, so n_preference_pairs = 18 exactly.
 N_QUERIES, DOCS, GRADES = 3, 4, (4, 2, 1, 0)
 TITLES = ("dog", "cat", "tree", "river")
-REQUIRED_KEYS = {"pnr", "ndcg@10", "mrr@10", "pairwise_accuracy", "n_queries", "n_pairs", "n_rejected", "kind",
-                 "scoring_s", "latency_ms_per_pair"}  # fmt: skip
+REQUIRED_KEYS = {"pnr", "ndcg@10", "mrr@10", "pairwise_accuracy", "n_queries", "n_preference_pairs", "n_rejected",
+                 "kind", "scoring_s", "latency_ms_per_pair"}  # fmt: skip
 
 
 def judgments_table() -> pa.Table:
@@ -73,7 +73,12 @@ def test_metrics_json_has_every_model_with_exact_counts(comparison):
     assert list(metrics) == ["bm25", "random", "teacher", "student"]
     for name, values in metrics.items():
         assert REQUIRED_KEYS <= set(values), name
-        assert (values["model"], values["n_queries"], values["n_pairs"], values["n_rejected"]) == (name, 3, 18, 0)
+        assert (values["model"], values["n_queries"], values["n_preference_pairs"], values["n_rejected"]) == (
+            name,
+            3,
+            18,
+            0,
+        )
         assert values["latency_ms_per_pair"] == pytest.approx(1000 * values["scoring_s"] / 12)
     assert [metrics[n]["kind"] for n in metrics] == ["bm25", "random", "teacher", "student"]
     assert metrics["student"]["reference_teacher"] == "teacher"
@@ -192,4 +197,4 @@ def test_cli_command_writes_the_comparison(comparison):
     result = CliRunner().invoke(app, ["evaluate-models", *overrides])
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines()[2].split()[0] == "random"
-    assert json.loads((out / "metrics.json").read_text())["random"]["n_pairs"] == 18
+    assert json.loads((out / "metrics.json").read_text())["random"]["n_preference_pairs"] == 18

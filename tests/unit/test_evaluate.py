@@ -43,7 +43,7 @@ EXPECTED = {
     "ndcg@10": (DCG_Q1 / IDCG_Q1 + DCG_Q2 / IDCG_Q2) / 2,
     "mrr@10": (1 / 1 + 1 / 2) / 2,
     "n_queries": 2,
-    "n_pairs": 6,
+    "n_preference_pairs": 6,
     "n_ties": 0,
     "n_rejected": 4,
 }
@@ -101,7 +101,7 @@ def test_clean_tables_reject_nothing():
     result = evaluate_scores(judgments_table(JUDGED[:6]), scores_table(SCORED[:6]))
     assert result.rejected.num_rows == 0
     assert result.metrics["n_rejected"] == 0
-    assert result.metrics["n_pairs"] == 6
+    assert result.metrics["n_preference_pairs"] == 6
 
 
 def test_mrr_min_label_moves_the_first_hit():
@@ -114,7 +114,12 @@ def test_tied_scores_are_counted_as_ties():
     rows = [("q1", "d1", 0.5), ("q1", "d2", 0.5), ("q1", "d3", 0.7)]
     metrics = evaluate_scores(judgments_table(JUDGED[:3]), scores_table(rows)).metrics
     # Pairs: d1>d2 tied, d1>d3 discordant, d2>d3 discordant.
-    assert (metrics["n_pairs"], metrics["n_ties"], metrics["pnr"], metrics["pairwise_accuracy"]) == (3, 1, 0.0, 0.5 / 3)
+    assert (metrics["n_preference_pairs"], metrics["n_ties"], metrics["pnr"], metrics["pairwise_accuracy"]) == (
+        3,
+        1,
+        0.0,
+        0.5 / 3,
+    )
 
 
 def test_several_models_without_model_is_an_error_naming_them():
@@ -132,7 +137,7 @@ def test_model_picks_one_of_several_models():
     # Reversed, q1 ranks d2(1) first (ideal gain 3) and q2 ranks d3(1) first (ideal gain 7). Its rows are all valid
     # and judged, so the rejected rows are label 9, bm25's NaN score and the judged pair with no score.
     other = evaluate_scores(judgments_table(), scores, model="reversed").metrics
-    assert (other["model"], other["ndcg@1"], other["n_pairs"], other["n_rejected"]) == (
+    assert (other["model"], other["ndcg@1"], other["n_preference_pairs"], other["n_rejected"]) == (
         "reversed",
         pytest.approx((1 / 3 + 1 / 7) / 2),
         6,
@@ -162,7 +167,7 @@ def test_run_writes_metrics_rejected_run_file_and_lineage(tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics) == {
         "model", "pnr", "pnr_query_mean", "pairwise_accuracy", "ndcg@1", "ndcg@5", "ndcg@10", "mrr@10",
-        "n_queries", "n_pairs", "n_ties", "n_rejected",
+        "n_queries", "n_preference_pairs", "n_ties", "n_rejected",
     }  # fmt: skip
     assert metrics == pytest.approx(EXPECTED)
     assert metrics == result.metrics
@@ -189,5 +194,5 @@ def test_run_without_output_dir_writes_nothing(tmp_path):
     pq.write_table(judgments_table(), tmp_path / "j.parquet")
     pq.write_table(scores_table(), tmp_path / "s.parquet")
     result = run(EvaluateConfig(judgments=str(tmp_path / "j.parquet"), scores=str(tmp_path / "s.parquet")))
-    assert result.metrics["n_pairs"] == 6
+    assert result.metrics["n_preference_pairs"] == 6
     assert sorted(p.name for p in tmp_path.iterdir()) == ["j.parquet", "s.parquet"]

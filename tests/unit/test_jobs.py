@@ -72,7 +72,12 @@ def test_evaluate_job_runs_config_plus_overrides_and_prints_metrics(tmp_path, ca
     printed = capsys.readouterr().out
     body, _, last = printed.rstrip("\n").rpartition("\n")
     metrics = json.loads(body)
-    assert (metrics["model"], metrics["n_queries"], metrics["n_pairs"], metrics["n_rejected"]) == ("bm25", 1, 3, 0)
+    assert (metrics["model"], metrics["n_queries"], metrics["n_preference_pairs"], metrics["n_rejected"]) == (
+        "bm25",
+        1,
+        3,
+        0,
+    )
     assert (metrics["pnr"], metrics["pairwise_accuracy"], metrics["mrr@10"]) == (2.0, pytest.approx(2 / 3), 1.0)
     assert last == f"0 rows rejected; outputs in {out}"
     assert json.loads((out / "metrics.json").read_text()) == metrics

@@ -56,12 +56,17 @@ def test_query_with_all_labels_equal_is_left_out_of_the_query_mean():
     assert counts.pairs.tolist() == [1, 0]  # sorted ids: "q", "same"
     assert pnr_query_mean(query_ids, labels, scores) == 0.0  # q alone: 0 concordant / max(1, 1)
     result = evaluate_rankings(query_ids, labels, scores)
-    assert (result["n_queries"], result["n_pairs"], result["n_ties"]) == (2, 1, 0)
+    assert (result["n_queries"], result["n_preference_pairs"], result["n_ties"]) == (2, 1, 0)
 
 
 def test_no_pair_at_all_scores_zero():
     result = evaluate_rankings(["q", "q"], [2, 2], [0.1, 0.2])
-    assert (result["pnr"], result["pnr_query_mean"], result["pairwise_accuracy"], result["n_pairs"]) == (0, 0, 0, 0)
+    assert (result["pnr"], result["pnr_query_mean"], result["pairwise_accuracy"], result["n_preference_pairs"]) == (
+        0,
+        0,
+        0,
+        0,
+    )
 
 
 def test_global_pnr_and_query_mean_differ():
@@ -140,12 +145,12 @@ def test_evaluate_rankings_returns_plain_python_numbers():
         "ndcg@10",
         "mrr@10",
         "n_queries",
-        "n_pairs",
+        "n_preference_pairs",
         "n_ties",
     ]
     assert all(type(value) is float for key, value in result.items() if not key.startswith("n_"))
-    assert all(type(result[key]) is int for key in ("n_queries", "n_pairs", "n_ties"))
-    assert (result["n_queries"], result["n_pairs"], result["pnr"]) == (2, 2, 1.0)
+    assert all(type(result[key]) is int for key in ("n_queries", "n_preference_pairs", "n_ties"))
+    assert (result["n_queries"], result["n_preference_pairs"], result["pnr"]) == (2, 2, 1.0)
 
 
 @pytest.mark.parametrize(

@@ -7,21 +7,24 @@ from disranker.evaluation.report import metrics_table
 
 def test_two_model_table_is_exactly_laid_out():
     rows = {
-        "bm25": {"pnr": 1.5, "pnr_query_mean": 1.25, "ndcg@10": 0.123456, "mrr@10": 0.5, "n_queries": 2, "n_pairs": 6},
-        "random": {"pnr": 0.98766, "ndcg@10": 1.0, "mrr@10": 0.0, "n_queries": 2, "n_pairs": 12345},
-    }
+        "bm25": {"pnr": 1.5, "pnr_query_mean": 1.25, "ndcg@10": 0.123456, "mrr@10": 0.5, "n_queries": 2,
+                 "n_preference_pairs": 6},
+        "random": {"pnr": 0.98766, "ndcg@10": 1.0, "mrr@10": 0.0, "n_queries": 2, "n_preference_pairs": 12345},
+    }  # fmt: skip
     assert metrics_table(rows) == (
-        "model      pnr  pnr_query_mean  ndcg@10  mrr@10  n_queries  n_pairs\n"
-        "------  ------  --------------  -------  ------  ---------  -------\n"
-        "bm25    1.5000          1.2500   0.1235  0.5000          2        6\n"
-        "random  0.9877               -   1.0000  0.0000          2    12345"
+        "model      pnr  pnr_query_mean  ndcg@10  mrr@10  n_queries  n_preference_pairs\n"
+        "------  ------  --------------  -------  ------  ---------  ------------------\n"
+        "bm25    1.5000          1.2500   0.1235  0.5000          2                   6\n"
+        "random  0.9877               -   1.0000  0.0000          2               12345"
     )
 
 
 def test_chosen_columns_only_and_a_long_model_name_widens_the_first_column():
-    table = metrics_table({"a-long-model-name": {"pnr": 2.0, "n_pairs": 10, "ndcg@1": 0.5}}, columns=["pnr"])
+    row = {"pnr": 2.0, "n_preference_pairs": 10, "ndcg@1": 0.5}
+    table = metrics_table({"a-long-model-name": row}, columns=["pnr"])
     assert table == "model                 pnr\n-----------------  ------\na-long-model-name  2.0000"
 
 
 def test_no_models_gives_header_and_rule_only():
-    assert metrics_table({}, columns=["pnr", "n_pairs"]) == "model  pnr  n_pairs\n-----  ---  -------"
+    table = metrics_table({}, columns=["pnr", "n_preference_pairs"])
+    assert table == "model  pnr  n_preference_pairs\n-----  ---  ------------------"

@@ -47,11 +47,10 @@ from disranker.models.loading import (
 from disranker.models.prefix_scoring import score_pairs_teacher_shared_prefix
 
 STAGE = "compare"
-KINDS = ("bm25", "random", "teacher", "student")
 # A name becomes a file stem and a TREC run tag: no whitespace, no path separators.
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.+-]+$")
 # What the job and the CLI print (metrics.json holds every metric).
-SUMMARY_COLUMNS = ("pnr", "ndcg@10", "mrr@10", "pairwise_accuracy", "latency_ms_per_pair", "n_pairs")
+SUMMARY_COLUMNS = ("pnr", "ndcg@10", "mrr@10", "pairwise_accuracy", "latency_ms_per_pair", "n_preference_pairs")
 
 
 @dataclass

@@ -217,7 +217,7 @@ def evaluate_rankings(
     """Every metric of this module from one sort, as plain Python numbers (JSON-ready).
 
     Keys: pnr, pnr_query_mean, pairwise_accuracy, ndcg@1, ndcg@5, ndcg@10, mrr@10, n_queries (all distinct
-    queries, those without pairs included), n_pairs (pairs with different labels, ties included), n_ties.
+    queries, those without pairs included), n_preference_pairs (pairs with different labels, ties included), n_ties.
     """
     ranked = _rank_queries(query_ids, labels, scores)
     counts = _pair_counts(ranked)
@@ -228,6 +228,6 @@ def evaluate_rankings(
         **{f"ndcg@{k}": _ndcg(ranked, k) for k in NDCG_CUTOFFS},
         f"mrr@{MRR_CUTOFF}": _mrr(ranked, MRR_CUTOFF, mrr_min_label),
         "n_queries": len(ranked.query_ids),
-        "n_pairs": int(counts.pairs.sum()),
+        "n_preference_pairs": int(counts.pairs.sum()),
         "n_ties": int(counts.tied.sum()),
     }

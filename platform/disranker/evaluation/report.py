@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-DEFAULT_COLUMNS = ("pnr", "pnr_query_mean", "ndcg@10", "mrr@10", "n_queries", "n_pairs")
+DEFAULT_COLUMNS = ("pnr", "pnr_query_mean", "ndcg@10", "mrr@10", "n_queries", "n_preference_pairs")
 
 
 def metrics_table(rows: Mapping[str, Mapping[str, float]], columns: Sequence[str] = DEFAULT_COLUMNS) -> str:

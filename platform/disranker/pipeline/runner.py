@@ -25,7 +25,7 @@ from disranker.pipeline.config import PipelineConfig, load_stage
 from disranker.student import train as student_train
 from disranker.teacher import train as teacher_train
 
-TABLE_COLUMNS = ("pnr", "ndcg@10", "mrr@10", "latency_ms_per_pair", "n_queries", "n_pairs")
+TABLE_COLUMNS = ("pnr", "ndcg@10", "mrr@10", "latency_ms_per_pair", "n_queries", "n_preference_pairs")
 
 
 @dataclass

@@ -21,8 +21,6 @@ from disranker.models.precision import Precision
 from disranker.runtime import RunSection, ScalingSection
 from disranker.student.losses import NORMALIZE_METHODS
 
-LOSSES = ("hybrid", "point", "margin", "listwise_kd")
-
 
 @dataclass
 class DataSection:

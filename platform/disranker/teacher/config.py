@@ -18,8 +18,6 @@ from disranker.models.precision import Precision
 from disranker.runtime import RunSection, ScalingSection
 from disranker.teacher.losses import RANK_LOSSES
 
-ZERO_PRESETS = ("zero1", "zero2", "zero3")
-
 
 @dataclass
 class ModelSection:
