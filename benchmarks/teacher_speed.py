@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import time
 from pathlib import Path
 
@@ -102,13 +101,6 @@ def run_mode(args, mode: str, groups: list) -> dict:
     }
 
 
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
-        if line.startswith("model name"):
-            return line.partition(":")[2].strip()
-    return platform.machine()
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--corpus", default="outputs/demo/corpus", help="small demo corpus (built when missing)")
@@ -148,7 +140,7 @@ def main(argv: list[str] | None = None) -> None:
     result = {
         "settings": vars(args),
         "machine": {
-            "cpu": cpu_model(),
+            "cpu": precision.cpu_model(),
             "cpu_bf16_flags": list(precision.cpu_bf16_flags()),
             "torch_threads": torch.get_num_threads(),
             "torch": torch.__version__,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import platform
 from pathlib import Path
 from typing import Literal
 
@@ -21,6 +22,15 @@ CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
 @functools.cache
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo (benchmarks say which CPU a figure is from), else the architecture."""
+    cpuinfo = Path("/proc/cpuinfo")
+    for line in cpuinfo.read_text().splitlines() if cpuinfo.exists() else []:
+        if line.startswith("model name"):
+            return line.partition(":")[2].strip()
+    return platform.machine()
+
+
 def cpu_bf16_flags() -> tuple[str, ...]:
     """The bf16 instruction flags this CPU reports in /proc/cpuinfo (empty off Linux or without them)."""
     cpuinfo = Path("/proc/cpuinfo")

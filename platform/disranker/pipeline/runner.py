@@ -116,8 +116,9 @@ def run(config: PipelineConfig) -> PipelineResult:
     summary_dir = io.join(out, "pipeline")
     io.write_text(result.summary() + "\n", io.join(summary_dir, "summary.txt"))
     compare_record = lineage.read_lineage(folders["compare"]) or {}
+    record = {"models": metrics, "stage_seconds": {name: round(value, 1) for name, value in seconds.items()}}
     lineage.write_lineage(
-        summary_dir, "pipeline", to_dict(config), parents=[compare_record.get("id", "")], metrics=metrics
+        summary_dir, "pipeline", to_dict(config), parents=[compare_record.get("id", "")], metrics=record
     )
     return result
 

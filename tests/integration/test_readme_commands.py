@@ -1,0 +1,43 @@
+"""The README's per-stage smoke commands, run as a newcomer would: in the README's order, in a fresh folder.
+
+Before: the third command failed, because the labeling smoke took the teacher smokes' causal LM for its scorer. Each
+command must exit 0, and the last (the comparison) must have scored the models the others trained.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+SMOKE_COMMAND = re.compile(r"^\.venv/bin/python (-m jobs\.\w+ +--config jobs/configs/\w+_smoke\.yaml)", re.MULTILINE)
+
+
+def readme_smoke_commands() -> list[list[str]]:
+    commands = [match.group(1).split() for match in SMOKE_COMMAND.finditer((REPO / "README.md").read_text())]
+    assert len(commands) >= 5, "the README lists each stage's smoke command"
+    return commands
+
+
+def test_the_readme_smoke_commands_run_in_order_in_a_fresh_folder(tmp_path):
+    (tmp_path / "jobs").symlink_to(REPO / "jobs")  # the configs and `python -m jobs.…`; outputs/ lands in tmp_path
+    env = {**os.environ, "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.2"}
+    for command in readme_smoke_commands():
+        done = subprocess.run([sys.executable, *command], cwd=tmp_path, env=env, capture_output=True, text=True)
+        assert done.returncode == 0, f"{' '.join(command)} failed:\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}"
+    metrics = json.loads((tmp_path / "outputs/smoke/compare/metrics.json").read_text())
+    assert {"bm25", "random", "teacher", "student"} <= set(metrics)
+    record = json.loads((tmp_path / "outputs/smoke/compare/disranker.json").read_text())
+    trained = [json.loads((tmp_path / f"outputs/smoke/{folder}/disranker.json").read_text())["id"]
+               for folder in ("teacher/sft", "student")]  # fmt: skip
+    assert set(trained) <= set(record["parents"])  # it compared what the smokes trained, not fresh random models
+    labels = json.loads((tmp_path / "outputs/smoke/labels/disranker.json").read_text())
+    assert labels["metrics"]["teacher"].startswith("teacher_sft:")  # labeled with the SFT smoke's trained scorer
