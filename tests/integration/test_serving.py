@@ -186,6 +186,30 @@ def test_generated_bodies_never_get_a_5xx(base_url, body):
         assert set(got) <= set(sent) and len(got) == min(len(sent), json.loads(body).get("top_k") or len(sent))
 
 
+def test_cohere_and_tei_rerank_routes_rank_like_rank(base_url):
+    texts = [d["summary"] for d in DOCS]
+    plain = _rank(base_url, {"query": QUERY, "documents": [{"id": str(i), "summary": t} for i, t in enumerate(texts)]})
+    order = [int(r["id"]) for r in plain.json()["results"]]
+    headers = {**AUTH, "Content-Type": "application/json"}
+    cohere = requests.post(f"{base_url}/v1/rerank", headers=headers, timeout=60, json={
+        "model": "whatever", "query": QUERY, "documents": texts, "top_n": 2, "return_documents": True})  # fmt: skip
+    assert cohere.status_code == 200, cohere.text
+    results = cohere.json()["results"]
+    assert [r["index"] for r in results] == order[:2] and results[0]["document"]["text"] == texts[order[0]]
+    assert 0 < results[1]["relevance_score"] <= results[0]["relevance_score"] < 1
+    tei = requests.post(f"{base_url}/rerank", headers=headers, timeout=60,
+                        json={"query": QUERY, "texts": texts, "raw_scores": True})  # fmt: skip
+    assert tei.status_code == 200, tei.text
+    by_rank = {int(r["id"]): r["score"] for r in plain.json()["results"]}
+    assert [r["index"] for r in tei.json()] == order
+    np.testing.assert_allclose([r["score"] for r in tei.json()], [by_rank[i] for i in order], rtol=1e-5, atol=1e-6)
+    bad = requests.post(f"{base_url}/rerank", headers=headers, timeout=60, json={"query": QUERY, "texts": ["a", ""]})
+    assert bad.status_code == 422 and bad.json()["error"]["field"] == "texts[1]"
+    assert (
+        requests.post(f"{base_url}/v1/rerank", json={"query": QUERY, "documents": texts}, timeout=60).status_code == 401
+    )
+
+
 def test_token_is_required_when_set(base_url):
     payload = {"query": QUERY, "documents": DOCS[:2]}
     assert _rank(base_url, payload, headers={}).status_code == 401

@@ -1,9 +1,10 @@
 """The ranking endpoint: a FastAPI ingress on a Ray Serve deployment that batches (query, document) pairs.
 
-Routes: ``POST /rank``, ``GET /healthz`` (no auth: load balancers and KubeRay probe it), ``GET /info`` (model id,
-lineage, runtime (torch, or onnx-int8 with its agreement check), limits, batching knobs and this replica's counters).
-When ``DISRANKER_API_TOKEN`` is set in the replica's environment, /rank and /info need
-``Authorization: Bearer <token>`` (401 otherwise).
+Routes: ``POST /rank``; the rerank shapes other clients speak, ``POST /v1/rerank`` (Cohere / Jina) and ``POST /rerank``
+(text-embeddings-inference), see ``serving.rerank_api``; ``GET /healthz`` (no auth: load balancers and KubeRay probe
+it); ``GET /info`` (model id, lineage, runtime (torch, or onnx-int8 with its agreement check), limits, batching knobs
+and this replica's counters). When ``DISRANKER_API_TOKEN`` is set in the replica's environment, every route but
+/healthz needs ``Authorization: Bearer <token>`` (401 otherwise).
 
 Every pair of every request goes through one ``@serve.batch`` queue, so concurrent requests share model calls; its
 size and wait come from ``user_config`` and change on running replicas through ``reconfigure()``. Replicas scale
@@ -25,9 +26,10 @@ from ray import serve
 from ray.serve import Application
 from ray.serve.config import BackpressureConfig
 
+from disranker.serving import rerank_api
 from disranker.serving.config import BatchingArgs, LocalServe, RankerArgs
 from disranker.serving.runtime import load_scorer
-from disranker.serving.schemas import RequestError, parse_rank_request, rank_documents
+from disranker.serving.schemas import RankRequest, RequestError, parse_rank_request, rank_documents
 
 TOKEN_ENV = "DISRANKER_API_TOKEN"
 # Serve's proxy must answer its readiness check within 5 s, three times over; with another job on every core it may
@@ -112,10 +114,33 @@ class Ranker:
 
     @api.post("/rank")
     async def rank(self, request: Request) -> JSONResponse:
+        parsed = await self._parse(request, parse_rank_request)
+        scores, truncated = await self._score_request(parsed, "documents")
+        response = rank_documents(parsed, scores, truncated, self.scorer.model_id, self.scorer.max_length)
+        return JSONResponse(response.model_dump())
+
+    @api.post("/v1/rerank")
+    async def rerank_cohere(self, request: Request) -> JSONResponse:
+        """Cohere / Jina rerank (``serving.rerank_api``)."""
+        asked, parsed = await self._parse(request, rerank_api.parse_cohere)
+        scores, _ = await self._score_request(parsed, "documents")
+        return JSONResponse(rerank_api.cohere_response(asked, parsed, scores, self.scorer.model_id))
+
+    @api.post("/rerank")
+    async def rerank_tei(self, request: Request) -> JSONResponse:
+        """text-embeddings-inference rerank (``serving.rerank_api``)."""
+        asked, parsed = await self._parse(request, rerank_api.parse_tei)
+        scores, truncated = await self._score_request(parsed, "texts")
+        return JSONResponse(rerank_api.tei_response(asked, truncated, scores))
+
+    async def _parse(self, request: Request, parse):
         self._check_token(request)
         body = await _read_body(request, self.args.max_body_bytes)
-        # Parsing and tokenising a large body take milliseconds: in a thread, so the event loop keeps serving.
-        parsed = await asyncio.to_thread(parse_rank_request, body, self.args.limits())
+        # Parsing a large body takes milliseconds: in a thread, so the event loop keeps serving.
+        return await asyncio.to_thread(parse, body, self.args.limits())
+
+    async def _score_request(self, parsed: RankRequest, documents_field: str) -> tuple[list[float], list[bool]]:
+        """Every document's score (through the shared batch queue) and whether the model had to cut it."""
         docs = parsed.documents
         titles, summaries = [d.title for d in docs], [d.summary for d in docs]
         truncated = await asyncio.to_thread(self.scorer.truncated, parsed.query, titles, summaries)
@@ -123,9 +148,8 @@ class Ranker:
         scores = await asyncio.gather(*(self._score_pairs((parsed.query, d.title, d.summary)) for d in docs))
         failed = next((i for i, score in enumerate(scores) if not math.isfinite(score)), None)
         if failed is not None:
-            raise RequestError(422, f"documents[{failed}]", "the model could not score this document")
-        response = rank_documents(parsed, list(scores), truncated, self.scorer.model_id, self.scorer.max_length)
-        return JSONResponse(response.model_dump())
+            raise RequestError(422, f"{documents_field}[{failed}]", "the model could not score this document")
+        return list(scores), truncated
 
     @api.get("/healthz")
     async def healthz(self) -> dict:

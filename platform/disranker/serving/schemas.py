@@ -80,12 +80,20 @@ class RankResponse(BaseModel):
 
 def parse_rank_request(body: bytes, limits: RequestLimits) -> RankRequest:
     """The validated request, or a ``RequestError`` naming the first offending field."""
-    data = _load_json(body)
+    return check_rank_request(validated(RankRequest, load_json(body)), limits)
+
+
+def validated(model: type[BaseModel], data):
+    """``data`` as ``model``, or a 422 ``RequestError`` naming the first offending field."""
     try:
-        request = RankRequest.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
         raise RequestError(422, _field_path(first["loc"]) or "body", first["msg"]) from exc
+
+
+def check_rank_request(request: RankRequest, limits: RequestLimits) -> RankRequest:
+    """The checks past the types: limits, empty texts, repeated ids; texts cleaned (``_clean_text``)."""
     request.query = _clean_text(request.query, "query", limits.max_query_chars)
     if not request.query.strip():
         raise RequestError(422, "query", "the query is empty")
@@ -114,7 +122,7 @@ def parse_rank_request(body: bytes, limits: RequestLimits) -> RankRequest:
     return request
 
 
-def _load_json(body: bytes):
+def load_json(body: bytes):
     """``json.loads`` with the parser's failure modes turned into 400s: nesting too deep for its recursion
     (RecursionError), integers too long to convert (ValueError), NaN / Infinity (not JSON)."""
 
