@@ -132,7 +132,7 @@ def labeling_faults(work: Path) -> dict:
 def teacher_kill(work: Path) -> dict:
     """Tiny-teacher SFT, uninterrupted and killed after step 6 (checkpoint every 4), same seed."""
     from disranker.models.loading import build_tiny_teacher, load_teacher_scorer
-    from disranker.teacher import TeacherConfig
+    from disranker.teacher.config import TeacherConfig
     from disranker.teacher import train as teacher_train
 
     tiny = build_tiny_teacher(work / "tiny_lm")

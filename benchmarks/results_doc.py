@@ -212,6 +212,43 @@ def onnx_agreement(data: dict) -> list[str]:
     return lines
 
 
+def faults(data: dict) -> list[str]:
+    lines = ["## Faults injected (`benchmarks/faults.py`)", "", f"`{data['command'].strip()}`, one run.", ""]
+    if "overload" in data:
+        o, k = data["overload"], data["replica_kill"]
+        lines += [
+            f"- **Overload**: one replica sustaining {o['capacity_rps']} requests/s was offered {o['offered_rps']}/s "
+            f"for {o['seconds']:.0f} s: {o['sent']} sent, {o['answered']} answered (p99 {o['p99_answered_s']} s), "
+            f"{o['rejected_503']} refused with 503 (Retry-After {', '.join(o['retry_after_on_503']) or 'none'}, the "
+            f"slowest refusal {o['max_503_s']} s), {o['other_5xx']} other 5xx, {o['failed_connections']} failed "
+            "connections.",
+            f"- **Replica killed** under steady load: {k['requests']} requests, {k['failed']} failed "
+            f"(statuses {k['failed_statuses']}), answered again {k['seconds_to_recover']} s after the kill.",
+        ]
+    if "labeling" in data:
+        lab = data["labeling"]
+        rows = [("scoring actor killed", lab["actor_killed"]), ("driver SIGKILLed, rerun", lab["driver_killed"]),
+                ("scorer failing transiently, first run", lab["transient_scorer"]["first_run"]),
+                ("scorer failing transiently, after the rerun", lab["transient_scorer"]["after_rerun"])]  # fmt: skip
+        lines += [
+            "",
+            "| labeling fault | pool rows | lost | duplicated | rejected by the scorer |",
+            "|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {name} | {r['rows']} | {r['lost']} | {r['duplicated']} | {r['scorer_rejected']} |" for name, r in rows
+        ]
+    if "teacher_kill" in data:
+        t = data["teacher_kill"]
+        lines += [
+            "",
+            f"- **Teacher SFT worker killed** after step 6: resumed from step {t['resumed_from_step']}, finished "
+            f"{t['steps']} steps; the largest weight difference from the uninterrupted run on the same seed is "
+            f"{t['max_abs_weight_diff']:.2e}, per-step losses equal: {t['same_losses']}.",
+        ]
+    return lines
+
+
 CLAIMS = (
     "teacher_minus_labels_only",
     "distilled_minus_labels_only",
@@ -227,6 +264,7 @@ SECTIONS = {
     "serve_load.json": serve_load,
     "serve_load_onnx_int8.json": serve_load,
     "onnx_agreement.json": onnx_agreement,
+    "faults.json": faults,
 }
 # Files read by another section (the pool-size table) or kept as the record of a superseded measurement.
 COVERED = {"quality_study_pool200.json"}

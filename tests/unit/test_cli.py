@@ -40,6 +40,7 @@ SCORED = [
 
 COMMAND_OPTIONS = {
     ("evaluate",): ["--config", "--judgments", "--scores", "--out", "--model", "--mrr-min-label", "overrides"],
+    ("score",): ["--config", "--model", "--input", "--out", "--kind", "--batch-size", "overrides"],
     ("pipeline",): ["--config", "--size", "overrides"],
     ("distill",): ["--config", "overrides"],
     ("evaluate-models",): ["--config", "overrides"],

@@ -53,6 +53,25 @@ def evaluate(
             typer.echo(f"  {row['table']} row {row['row']}: {row['reason']}", err=True)
 
 
+@app.command("score")
+def score(
+    config: ConfigOption = None,
+    overrides: Overrides = None,
+    model: Annotated[str | None, typer.Option(help="Trained teacher or student folder (or URI).")] = None,
+    table: Annotated[str | None, typer.Option("--input", help="Judgments or pool table to score.")] = None,
+    out: Annotated[str | None, typer.Option(help="Scores table to write (.parquet).")] = None,
+    kind: Annotated[str | None, typer.Option(help="teacher or student (default student).")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Pairs per forward pass.")] = None,
+) -> None:
+    """Score any table with any trained model into the scores contract (Ray Data above local_max_rows rows)."""
+    from disranker.evaluation.score import ScoreConfig, run
+
+    cfg = load_stage_config(
+        ScoreConfig, config, overrides, model=model, input=table, out=out, kind=kind, batch_size=batch_size
+    )
+    typer.echo(run(cfg).summary)
+
+
 @app.command("pipeline")
 def pipeline(
     config: ConfigOption = None,

@@ -157,18 +157,28 @@ def score_model(entry: ModelEntry, judgments: pa.Table, config: CompareConfig) -
         else:
             table = baselines.random_scores(judgments, seed=config.seed, model=entry.name)
         return table["score"].to_numpy(), time.perf_counter() - started
+    return score_pairs_with(
+        entry.kind, entry.path, judgments, config.batch_size, config.max_length, config.device, config.seed
+    )
+
+
+def score_pairs_with(
+    kind: str, spec: str, table: pa.Table, batch_size: int, max_length: int, device: str = "auto", seed: int = 0
+) -> tuple[np.ndarray, float]:
+    """A teacher's or a student's score of every (query, title, summary) row of ``table``, in order, and the seconds
+    the scoring took (loading excluded). A teacher runs each query's prompt once (``prefix_scoring``)."""
     load, score = (
         (load_teacher_scorer, score_pairs_teacher_shared_prefix)
-        if entry.kind == "teacher"
+        if kind == "teacher"
         else (load_student, score_pairs_student)
     )
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(config.seed)  # a folder without a trained head gets a fresh one: make it reproducible
-        model, tokenizer = load(entry.path)
-    model.to(_device(config.device))
-    texts = [judgments[column].to_pylist() for column in ("query", "title", "summary")]
+        torch.manual_seed(seed)  # a folder without a trained head gets a fresh one: make it reproducible
+        model, tokenizer = load(spec)
+    model.to(_device(device))
+    texts = [table[column].to_pylist() for column in ("query", "title", "summary")]
     started = time.perf_counter()
-    values = score(model, tokenizer, *texts, batch_size=config.batch_size, max_length=config.max_length)
+    values = score(model, tokenizer, *texts, batch_size=batch_size, max_length=max_length)
     if model.device.type == "cuda":
         torch.cuda.synchronize()
     return values, time.perf_counter() - started

@@ -127,6 +127,34 @@ class TransformersScorer(TeacherScorer):
         )
 
 
+class StudentScorer(TeacherScorer):
+    """A student cross-encoder on the same actors: the labeling machinery scoring a large table with a student
+    (``disranker score --kind student``). ``teacher`` names the model folder, as for the other backends."""
+
+    def __init__(self, teacher: dict, scoring: dict, use_gpu: bool) -> None:
+        import torch
+
+        from disranker.models.loading import load_student
+
+        super().__init__(teacher, scoring, use_gpu)
+        torch.set_num_threads(scoring["torch_threads"])
+        self.model, self.tokenizer = load_student(teacher["spec"])
+        self.model.to("cuda" if use_gpu and torch.cuda.is_available() else "cpu").eval()
+
+    def score(self, queries, titles, summaries) -> np.ndarray:
+        from disranker.models.loading import score_pairs_student
+
+        return score_pairs_student(
+            self.model,
+            self.tokenizer,
+            queries,
+            titles,
+            summaries,
+            batch_size=self.teacher["batch_size"],
+            max_length=self.teacher["max_length"],
+        )
+
+
 class VllmScorer(TeacherScorer):
     """The teacher in vLLM's pooling runner, asked for raw logits (its classify task applies a sigmoid by default).
 
@@ -172,4 +200,8 @@ def scoring_dtype(choice: str, device_type: str) -> str:
     return {"fp32": "float32", "bf16": "bfloat16"}[precision.resolve(choice, device_type)]
 
 
-BACKENDS: dict[str, type[TeacherScorer]] = {"transformers": TransformersScorer, "vllm": VllmScorer}
+BACKENDS: dict[str, type[TeacherScorer]] = {
+    "transformers": TransformersScorer,
+    "vllm": VllmScorer,
+    "student": StudentScorer,
+}

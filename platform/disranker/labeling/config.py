@@ -25,7 +25,7 @@ class TeacherSection:
 
 @dataclass
 class ScoringSection:
-    backend: Literal["transformers", "vllm"] = "transformers"
+    backend: Literal["transformers", "vllm", "student"] = "transformers"  # student: a cross-encoder (disranker score)
     rows_per_call: int = 256  # rows an actor receives per call; sorting happens inside a call, so > batch_size
     torch_threads: int = 1  # intra-op threads per actor (torch.set_num_threads); about cpus_per_worker rounded up
     # transformers backend: run each query's prompt once per call and share its key/value cache among the query's
