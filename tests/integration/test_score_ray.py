@@ -19,7 +19,14 @@ def test_ray_data_route_equals_the_local_route(ray_start_2_cpus, tmp_path, kind)
     corpus = demo.run(demo.DemoCorpusConfig(size="tiny", output_dir=str(tmp_path / "corpus")))
     table = io.join(corpus, "judgments", "test.parquet")
     model = build_tiny_scorer(tmp_path / "m") if kind == "teacher" else build_tiny_student(tmp_path / "m")
-    common = [f"model={model}", f"input={table}", f"kind={kind}", "max_length=96", "scaling.num_workers=2"]
+    common = [
+        f"model={model}",
+        f"input={table}",
+        f"kind={kind}",
+        "max_length=96",
+        "scaling.num_workers=2",
+        "scaling.cpus_per_worker=0.5",
+    ]
     local = run(load_config(ScoreConfig, overrides=[*common, f"out={tmp_path / 'local.parquet'}"]))
     on_ray = run(load_config(ScoreConfig, overrides=[*common, f"out={tmp_path / 'ray.parquet'}", "local_max_rows=0"]))
     assert (local.route, on_ray.route) == ("local", "ray-data")
