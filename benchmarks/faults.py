@@ -68,13 +68,20 @@ def label_overrides(pool: str, teacher: str, out: Path) -> list[str]:
 
 
 def exactly_once(pool: str, out: Path) -> dict:
-    """Rows lost, rows duplicated, and rows still rejected by the scorer, over labels/ + rejected/."""
-    rows = io.read_table(pool).num_rows
+    """Every pool row in exactly one of labels/ and rejected/: labels are matched to pool rows by their key (the
+    first valid row of a key, as the stage keeps it), rejected rows carry their pool row."""
+    table = io.read_table(pool)
+    row_of: dict[tuple, int] = {}
+    for row, key in enumerate(zip(table["query_id"].to_pylist(), table["doc_id"].to_pylist(), strict=True)):
+        row_of.setdefault(key, row)
     labels, rejected = io.read_table(out / "labels"), io.read_table(out / "rejected")
-    keys = list(zip(labels["query_id"].to_pylist(), labels["doc_id"].to_pylist(), strict=True))
-    seen = len(set(keys)) + rejected.num_rows
+    keys = zip(labels["query_id"].to_pylist(), labels["doc_id"].to_pylist(), strict=True)
+    seen = sorted([row_of[key] for key in keys] + rejected["row"].to_pylist())
+    counts = np.bincount(seen, minlength=table.num_rows)
     scorer = sum(reason.startswith("teacher") for reason in rejected["reason"].to_pylist())
-    return {"rows": rows, "lost": rows - seen, "duplicated": len(keys) - len(set(keys)), "scorer_rejected": scorer}
+    lost, duplicated = int((counts == 0).sum()), int((counts > 1).sum())
+    return {"rows": table.num_rows, "lost": lost, "duplicated": duplicated, "scorer_rejected": scorer,
+            "exactly_once": lost == duplicated == 0}  # fmt: skip
 
 
 def labeling_faults(work: Path) -> dict:
@@ -109,9 +116,9 @@ def labeling_faults(work: Path) -> dict:
                *label_overrides(pool, teacher, out)]  # fmt: skip
     process = subprocess.Popen(command, cwd=REPO, start_new_session=True, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)  # fmt: skip
-    while not list((out / "labels").glob("*.parquet")) and process.poll() is None:
+    while not list((out / "labels").glob("[!.]*.parquet")) and process.poll() is None:  # not the .tmp- files
         time.sleep(0.2)
-    written = len(list((out / "labels").glob("*.parquet")))
+    written = len(list((out / "labels").glob("[!.]*.parquet")))
     family = psutil.Process(process.pid).children(recursive=True)  # its Ray too, not another job's
     os.killpg(process.pid, signal.SIGKILL)
     for child in family:
@@ -120,7 +127,7 @@ def labeling_faults(work: Path) -> dict:
         except psutil.NoSuchProcess:
             pass
     process.wait()
-    rerun = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+    rerun = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900)
     if rerun.returncode:
         raise RuntimeError(f"the labeling rerun failed:\n{rerun.stderr[-3000:]}")
     record = io.read_json(out / "disranker.json")["metrics"]
@@ -132,8 +139,8 @@ def labeling_faults(work: Path) -> dict:
 def teacher_kill(work: Path) -> dict:
     """Tiny-teacher SFT, uninterrupted and killed after step 6 (checkpoint every 4), same seed."""
     from disranker.models.loading import build_tiny_teacher, load_teacher_scorer
-    from disranker.teacher.config import TeacherConfig
     from disranker.teacher import train as teacher_train
+    from disranker.teacher.config import TeacherConfig
 
     tiny = build_tiny_teacher(work / "tiny_lm")
     runs = {}

@@ -203,8 +203,8 @@ def test_rows_the_teacher_failed_on_are_scored_again_on_the_next_run(first_run, 
     )
     pq.write_table(pa.concat_tables([rejected, extra]), out / "rejected" / name)
     pq.write_table(labels.slice(2), out / "labels" / name)
-    record = io.read_json(out / "disranker.json")
-    record["metrics"]["scorer_rejected"] = 2
+    record = io.read_json(out / "disranker.json")  # as a run that kept 2 scorer failures records itself
+    record["metrics"]["scorer_rejected"], record["id"] = 2, record["id"] + "-partial"
     io.write_json(record, out / "disranker.json")
 
     run(_config(pool, teacher, out, workers=1))

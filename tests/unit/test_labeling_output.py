@@ -85,8 +85,26 @@ def test_a_second_driver_is_kept_off_a_held_folder_and_the_lock_goes_with_its_ow
         with pytest.raises(LabelingBusy, match=f"pid {os.getpid()} on {socket.gethostname()}"):
             with output_lock(out):
                 pass
-    assert not (tmp_path / "labels" / ".lock").exists()
     with output_lock(out):  # free again
+        pass
+
+
+def test_a_lock_held_by_another_process_is_refused_and_freed_when_it_dies(tmp_path):
+    out = tmp_path / "labels"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from disranker.labeling.output_claim import output_lock\n"
+         f"with output_lock({str(out)!r}):\n    print('held', flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(LabelingBusy, match=f"pid {holder.pid} on"):
+            with output_lock(str(out)):
+                pass
+    finally:
+        holder.kill()
+        holder.wait()
+    with output_lock(str(out)):  # the kernel released it with the process: no stale rule needed
         pass
 
 

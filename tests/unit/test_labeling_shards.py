@@ -29,8 +29,8 @@ def test_plan_names_files_and_row_ranges_and_finds_duplicates_across_files(tmp_p
         "a.rows-000000000-000000002",
         "a.rows-000000002-000000004",
         "a.rows-000000004-000000005",
-        "part%2Fb.rows-000000000-000000002",
-        "part%2Fb.rows-000000002-000000003",
+        "part~sb.rows-000000000-000000002",
+        "part~sb.rows-000000002-000000003",
     ]
     assert [s.offset for s in shards] == [0, 2, 4, 5, 7]
     assert shards[3].duplicates == ((6, "duplicate (query_id, doc_id) ('q', 'd1'), first seen at row 1"),)
@@ -40,9 +40,22 @@ def test_plan_names_files_and_row_ranges_and_finds_duplicates_across_files(tmp_p
 def test_nested_and_flat_files_of_the_same_path_get_different_shard_names(tmp_path):
     _pool(tmp_path / "pool" / "a" / "b.parquet", [0])
     _pool(tmp_path / "pool" / "a__b.parquet", [1])
-    _pool(tmp_path / "pool" / "a%2Fb.parquet", [2])
+    _pool(tmp_path / "pool" / "a~sb.parquet", [2])
     names = [s.name for s in plan_shards(str(tmp_path / "pool"), rows_per_shard=5)]
     assert len(set(names)) == 3, names  # before: a/b and a__b were both "a__b"
+
+
+def test_shards_of_a_nested_pool_are_found_again_under_a_uri_output_dir(tmp_path):
+    """Before: "%2F" in a name was decoded to "/" by the URI filesystem, so finished shards were never found."""
+    from disranker.labeling.shards import complete_shards, count_rows, write_shard
+
+    _pool(tmp_path / "pool" / "part" / "b.parquet", [0, 1])
+    (shard,) = plan_shards(str(tmp_path / "pool"), rows_per_shard=5)
+    rows = read_shard(shard.to_json()).append_column("teacher_score", pa.array([0.5, 0.5], pa.float32()))
+    out = f"file://{tmp_path / 'out'}"
+    write_shard(out, shard.name, rows, "t")
+    assert complete_shards(out) == {shard.name}
+    assert count_rows(out, {shard.name}) == {"labeled": 2, "rejected": 0}
 
 
 def test_an_invalid_row_does_not_shadow_a_later_valid_copy_of_its_key(tmp_path):

@@ -146,3 +146,27 @@ def test_the_health_check_fails_when_the_model_stops_scoring():
     replica.scorer.value = float("nan")
     with pytest.raises(RuntimeError, match="health-check pair nan"):
         asyncio.run(replica.check_health())
+
+
+def test_a_pair_the_model_fails_on_fails_alone_and_a_failing_model_is_a_model_failure():
+    import math
+
+    import numpy as np
+
+    from disranker.serving.app import ModelFailure, Ranker
+
+    class Scorer:
+        broken = False
+
+        def score(self, queries, titles, summaries):
+            if self.broken or "poison" in summaries:
+                raise RuntimeError("cannot score")
+            return np.arange(len(queries), dtype=np.float32)
+
+    replica = object.__new__(Ranker.func_or_class)
+    replica.scorer = Scorer()
+    scores = replica._score_isolated([("q", "", "fine"), ("q", "", "poison"), ("q", "", "fine too")])
+    assert scores[0] == 0.0 and math.isnan(scores[1]) and scores[2] == 0.0  # the batch retried pair by pair
+    replica.scorer.broken = True
+    with pytest.raises(ModelFailure, match="cannot score"):
+        replica._score_isolated([("q", "", "fine"), ("q", "", "also fine")])

@@ -83,9 +83,10 @@ def test_distillation_refuses_the_folder_of_a_labeling_run_that_did_not_finish(t
 
     io.write_table(labels_rows(["a", "a", "b"]), tmp_path / "labels" / "part-0.parquet")
     io.write_json({"pool": {}}, tmp_path / "plan.json")  # labeling started here and stopped before its record
-    for uri in (str(tmp_path), str(tmp_path / "labels")):
+    for uri in (str(tmp_path), str(tmp_path / "labels"), str(tmp_path / "labels" / "part-0.parquet")):
         with pytest.raises(ValueError, match=r"the labeling run writing .* has not finished"):
             check_labeling_finished(uri)
     lineage.write_lineage(str(tmp_path), "labeling", {}, metrics={"rows_in": 4, "labeled": 3, "rejected": 1})
     check_labeling_finished(str(tmp_path))  # finished: accepted
-    check_labeling_finished(str(tmp_path / "labels" / "part-0.parquet"))  # a table with no labeling folder
+    io.write_table(labels_rows(["a"]), tmp_path / "plain" / "labels.parquet")
+    check_labeling_finished(str(tmp_path / "plain" / "labels.parquet"))  # a table no labeling run wrote

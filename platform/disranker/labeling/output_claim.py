@@ -1,22 +1,25 @@
 """What a labels folder is made from, and which driver is writing it.
 
 ``plan.json`` records what decides the shards' contents: a content hash of every pool file, ``rows_per_shard``, the
-teacher's identity (its lineage id) and a hash of its weights, and the scoring settings that change a score. A rerun
+teacher's identity (its lineage id) and a hash of its weights, the scoring settings that change a score, and the
+precision the run decided on (``labeling.precision_check``). A rerun
 reuses finished shards only under the same record; otherwise it stops and says what changed, and ``relabel=true``
 (``disranker label --relabel``) discards the old shards first.
 
 ``.lock`` keeps a second driver off a folder that one is writing (it would delete the first one's temporary files and
-write the same shards twice). It is created atomically where the filesystem allows (local paths) and holds the owner's
-host and pid; the owner refreshes it after each shard it writes. A lock is stale, and taken over, when its owner is a
-dead process on this host, or when it has not been refreshed for ``STALE_AFTER_S`` seconds (an owner on another host).
+write the same shards twice). On a local path it is an ``flock``: atomic, and gone with its process, so never stale.
+On an object store (no exclusive create) it is a file naming the owner, refreshed after each shard; one not refreshed
+for ``STALE_AFTER_S`` seconds is taken over, and its old owner stops at its next refresh.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import socket
 import time
+import uuid
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -80,6 +83,9 @@ def describe_changes(old: dict, new: dict) -> list[str]:
             changes.append(f"pool file {file} is new")
         elif old["pool"][file] != new["pool"][file]:
             changes.append(f"the content of pool file {file} changed")
+    if old.get("precision_used") != new.get("precision_used"):
+        changes.append(f"the shards were scored in {old.get('precision_used')}, this run scores in "
+                       f"{new.get('precision_used')} (set scoring.precision to keep one)")  # fmt: skip
     if old["rows_per_shard"] != new["rows_per_shard"]:
         changes.append(f"rows_per_shard was {old['rows_per_shard']}, is {new['rows_per_shard']}")
     if old["teacher"] != new["teacher"]:
@@ -93,13 +99,14 @@ def describe_changes(old: dict, new: dict) -> list[str]:
 
 
 def discard_shards(output_dir: str) -> None:
-    """Delete the labels, the rejected rows, the plan and the record (the lock stays: it is ours)."""
+    """Delete the record, the plan, then the labels and the rejected rows (the lock stays: it is ours). The record
+    goes first: a crash halfway must not leave a "finished" folder holding part of the shards."""
+    discard_record(output_dir)
     fs, path = io.resolve(output_dir)
+    fs.delete_file(f"{path}/{PLAN_FILE}")
     for name in ("labels", "rejected"):
         if fs.get_file_info(f"{path}/{name}").type == pafs.FileType.Directory:
             fs.delete_dir(f"{path}/{name}")
-    fs.delete_file(f"{path}/{PLAN_FILE}")
-    discard_record(output_dir)
 
 
 def discard_record(output_dir: str) -> None:
@@ -115,67 +122,71 @@ class LabelingBusy(RuntimeError):
 
 @contextmanager
 def output_lock(output_dir: str):
-    """Hold ``output_dir``'s lock for the block; yields a function that refreshes it (call it after each shard)."""
+    """Hold ``output_dir``'s lock for the block; yields a function to call after each shard (it refreshes the lock
+    and stops the run if another driver has taken it over)."""
     fs, folder = io.resolve(output_dir)
     fs.create_dir(folder, recursive=True)
     path = f"{folder}/{LOCK_FILE}"
-    owner = {"host": socket.gethostname(), "pid": os.getpid()}
-    _acquire(fs, path, owner, output_dir)
+    owner = {"host": socket.gethostname(), "pid": os.getpid(), "token": uuid.uuid4().hex}
+    if isinstance(fs, pafs.LocalFileSystem):
+        with _local_lock(path, owner, output_dir):
+            yield lambda: None  # the kernel holds the lock for as long as this process lives
+        return
+    _acquire_remote(fs, path, owner, output_dir)
 
     def refresh() -> None:
+        if _read(fs, path).get("token") != owner["token"]:
+            raise LabelingBusy(f"{output_dir}: another driver took over the lock {path} (it found it stale); stopping")
         _write(fs, path, owner)
 
     try:
         yield refresh
     finally:
-        if _read(fs, path) == owner:
+        if _read(fs, path).get("token") == owner["token"]:
             fs.delete_file(path)
 
 
-def _acquire(fs: pafs.FileSystem, path: str, owner: dict, output_dir: str) -> None:
-    for _ in range(2):  # a stale lock is removed once, then taken like a free one
-        if isinstance(fs, pafs.LocalFileSystem):
-            try:
-                descriptor = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-            except FileExistsError:
-                pass
-            else:
-                with os.fdopen(descriptor, "w") as out:
-                    json.dump(owner, out)
-                return
-        elif fs.get_file_info(path).type == pafs.FileType.NotFound:
-            _write(fs, path, owner)  # object stores have no exclusive create; the stale rule still applies
-            return
+@contextmanager
+def _local_lock(path: str, owner: dict, output_dir: str):
+    """``flock`` on the lock file: atomic, and released by the kernel when the holder dies, so a local lock is never
+    stale. The file stays (deleting it would let a waiter lock an unlinked inode); its content names the holder."""
+    descriptor = os.open(path, os.O_CREAT | os.O_RDWR, 0o644)
+    try:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _read(pafs.LocalFileSystem(), path)
+            raise LabelingBusy(
+                f"{output_dir} is being labeled by pid {holder.get('pid')} on {holder.get('host')} (it holds "
+                f"{path}): wait for it to finish, or stop it and rerun"
+            ) from None
+        os.ftruncate(descriptor, 0)
+        os.write(descriptor, json.dumps(owner).encode())
+        yield
+    finally:
+        os.close(descriptor)  # releases the flock
+
+
+def _acquire_remote(fs: pafs.FileSystem, path: str, owner: dict, output_dir: str) -> None:
+    """Object stores have no exclusive create or kernel lock: a lock not refreshed for ``STALE_AFTER_S`` is taken
+    over, and the old owner finds out at its next refresh."""
+    info = fs.get_file_info(path)
+    if info.type != pafs.FileType.NotFound:
         holder = _read(fs, path)
-        age = time.time() - fs.get_file_info(path).mtime.timestamp()
-        if not _is_stale(holder, age):
+        age = time.time() - info.mtime.timestamp() if info.mtime else STALE_AFTER_S + 1
+        if age <= STALE_AFTER_S:
             raise LabelingBusy(
                 f"{output_dir} is being labeled by pid {holder.get('pid')} on {holder.get('host')} (its lock "
                 f"{path} was refreshed {age:.0f} s ago): wait for it to finish, or stop it and rerun"
             )
-        fs.delete_file(path)
-    raise LabelingBusy(f"could not take the lock {path}: another driver took it at the same moment")
-
-
-def _is_stale(holder: dict, age_s: float) -> bool:
-    if age_s > STALE_AFTER_S:
-        return True
-    if holder.get("host") != socket.gethostname() or not isinstance(holder.get("pid"), int):
-        return not holder  # an unreadable lock (a crash while writing it) is stale; another host's is trusted
-    try:
-        os.kill(holder["pid"], 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:  # alive, owned by another user
-        return False
-    return False
+    _write(fs, path, owner)
 
 
 def _read(fs: pafs.FileSystem, path: str) -> dict:
     try:
         with fs.open_input_stream(path) as src:
             return json.loads(src.read().decode() or "{}")
-    except (FileNotFoundError, json.JSONDecodeError, OSError):
+    except (FileNotFoundError, json.JSONDecodeError):
         return {}
 
 

@@ -57,19 +57,23 @@ def run(config: LabelConfig) -> str:
     parents = lineage.parent_ids(tables=[config.pool], models=[config.teacher.spec])
     asked = dataclasses.replace(config, relabel=False)  # the record holds what was labeled, not how it was asked
     expected = lineage.lineage_id(STAGE, to_dict(asked), parents, fingerprint)
-    record = lineage.read_lineage(config.output_dir) if not config.relabel else None
-    if record and record.get("id") == expected and not record["metrics"].get("scorer_rejected"):
+    if not config.relabel and lineage.is_complete(config.output_dir, expected):
         return config.output_dir
     with output_claim.output_lock(config.output_dir) as refresh_lock:
-        output_claim.claim_output(config.output_dir, plan, config.relabel)
-        # The run uses the precision decided here; the record keeps the config as asked.
+        # The run uses the precision decided here (the record keeps the config as asked); the plan holds the one
+        # used, so shards scored in bf16 on one machine are never completed in fp32 on another.
         config, precision_used = precision_check.decide(config, shards[0] if shards else None)
+        output_claim.claim_output(config.output_dir, {**plan, "precision_used": precision_used["used"]}, config.relabel)
         metrics = _label_missing(config, shards, teacher_id, refresh_lock)
         metrics["precision"] = precision_used
         metrics["summary"] = summary_line(metrics)
+        # A run that kept rows the teacher failed on is recorded under another id: the next run is not skipped (it
+        # scores them again), and what was distilled from these labels is not taken for what the full labels give.
+        partial = f"-partial-{metrics['scorer_rejected']}" if metrics["scorer_rejected"] else ""
         lineage.write_lineage(
-            config.output_dir, STAGE, to_dict(asked), parents=parents, fingerprint=fingerprint, metrics=metrics
-        )
+            config.output_dir, STAGE, to_dict(asked), parents=parents, fingerprint=fingerprint + partial,
+            metrics=metrics,
+        )  # fmt: skip
     logger.info(metrics["summary"])
     return config.output_dir
 

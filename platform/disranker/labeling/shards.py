@@ -102,11 +102,12 @@ def plan_shards(pool: str, rows_per_shard: int) -> list[Shard]:
 
 
 def _shard_stem(pool: str, file: str) -> str:
-    """The file's path under the pool as one name; "%" and "/" are escaped so that no two files share a stem."""
+    """The file's path under the pool as one name: "~" becomes "~t" and "/" becomes "~s", so no two files share a
+    stem (``a/b`` and ``a__b`` differ) and nothing in it means anything in a URI (``%2F`` would be decoded)."""
     if file == str(pool):
         return file.rstrip("/").rsplit("/", 1)[-1].removesuffix(".parquet")
     relative = file[len(str(pool)) :].strip("/").removesuffix(".parquet")
-    return relative.replace("%", "%25").replace("/", "%2F")
+    return relative.replace("~", "~t").replace("/", "~s")
 
 
 def _num_rows(file: str) -> int:

@@ -47,9 +47,13 @@ api = FastAPI(
 HEALTH_PAIR = ("health check", "", "a document the replica scores to prove its model still answers")
 
 
+class ModelFailure(RuntimeError):
+    """Every pair of a batch failed, alone too: the replica's model, not a request, is at fault (a 503)."""
+
+
 @api.exception_handler(RequestError)
 async def _request_error(_request: Request, exc: RequestError) -> JSONResponse:
-    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+    headers = {401: {"WWW-Authenticate": "Bearer"}, 503: {"Retry-After": "1"}}.get(exc.status)
     return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
 
 
@@ -103,13 +107,15 @@ class Ranker:
         document cannot fail the other requests sharing its batch."""
         try:
             return self.scorer.score(*zip(*pairs, strict=True)).tolist()
-        except Exception:
+        except Exception as batch_error:
             scores = []
             for pair in pairs:
                 try:
                     scores.append(float(self.scorer.score(*([text] for text in pair))[0]))
                 except Exception:
                     scores.append(math.nan)
+            if not any(math.isfinite(score) for score in scores):  # not one input's doing: the model is failing
+                raise ModelFailure(f"{type(batch_error).__name__}: {batch_error}") from batch_error
             return scores
 
     @api.post("/rank")
@@ -145,7 +151,10 @@ class Ranker:
         titles, summaries = [d.title for d in docs], [d.summary for d in docs]
         truncated = await asyncio.to_thread(self.scorer.truncated, parsed.query, titles, summaries)
         self.counters["requests"] += 1
-        scores = await asyncio.gather(*(self._score_pairs((parsed.query, d.title, d.summary)) for d in docs))
+        try:
+            scores = await asyncio.gather(*(self._score_pairs((parsed.query, d.title, d.summary)) for d in docs))
+        except ModelFailure as exc:
+            raise RequestError(503, "model", f"the model failed on this batch ({exc}); retry shortly") from exc
         failed = next((i for i, score in enumerate(scores) if not math.isfinite(score)), None)
         if failed is not None:
             raise RequestError(422, f"{documents_field}[{failed}]", "the model could not score this document")

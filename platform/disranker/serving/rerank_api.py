@@ -8,8 +8,9 @@
   "truncate"?}`` → ``[{"index", "score", "text"?}]``; ``score`` is sigmoid(logit) unless ``raw_scores``.
 
 A plain-text document becomes ``title="", summary=text``. Fields the student cannot honour are accepted where the
-answer is the same (``model`` is checked against nothing: one model serves; ``truncate`` true is what always happens)
-and refused where it would not be (``truncate: false`` with a document the model must cut is a 422). Every other check
+answer is the same (``model``: one model serves; ``truncate: true`` is what always happens; ``max_tokens_per_doc``:
+the model reads its own max_length, shown by /info) and refused where it would not be (``rank_fields`` other than
+``["text"]``; ``truncate: false`` with a document the model must cut). Every other check
 is ``/rank``'s (``schemas.parse_rank_request``), so a bad body gets the same 4xx naming the field, in the caller's
 field names (``documents[2]``, ``texts[2]``).
 """
@@ -66,7 +67,8 @@ def _as_rank_request(query: str, texts: list[str], top: int | None, names: dict[
         return check_rank_request(validated(RankRequest, data), limits)
     except RequestError as exc:
         field = re.sub(r"^(documents(\[\d+\])?)(\.\w+)?$", lambda m: names["documents"] + (m.group(2) or ""), exc.field)
-        raise RequestError(exc.status, names.get(field, field), exc.message) from exc
+        renamed = names.get(field, field)
+        raise RequestError(exc.status, renamed, exc.message.replace(f"{field}=", f"{renamed}=")) from exc
 
 
 def parse_cohere(body: bytes, limits: RequestLimits) -> tuple[CohereRerank, RankRequest]:
@@ -75,6 +77,8 @@ def parse_cohere(body: bytes, limits: RequestLimits) -> tuple[CohereRerank, Rank
     except RequestError as exc:  # pydantic names the union branch it tried ("documents[0].str"): drop it
         field = re.sub(r"^(documents\[\d+\])\.(str|TextDocument)", r"\1", exc.field)
         raise RequestError(exc.status, field, exc.message) from exc
+    if request.rank_fields not in (None, ["text"]):
+        raise RequestError(422, "rank_fields", "only the documents' 'text' is ranked")
     texts = [doc if isinstance(doc, str) else doc.text for doc in request.documents]
     names = {"documents": "documents", "top_k": "top_n"}
     return request, _as_rank_request(request.query, texts, request.top_n, names, limits)

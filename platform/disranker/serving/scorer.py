@@ -7,6 +7,7 @@ scorer from ``serving.runtime.load_scorer``; ``scorer.runtime`` says which runti
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,9 +37,13 @@ class PairScorer:
     # Which runtime serves and, for onnx-int8, the agreement check's numbers and outcome (shown by /info).
     runtime: dict = field(default_factory=lambda: {"requested": "torch", "active": "torch"})
     pair_specials: int = field(init=False)  # [CLS] q [SEP] d [SEP] → 3 for BERT
+    # ``truncated`` runs in request threads while batches score in another: a fast tokenizer's truncation setting is
+    # state that each call sets, so the two must not share one (seen: pairs longer than max_length under load).
+    length_tokenizer: Any = field(init=False)
 
     def __post_init__(self) -> None:
         self.pair_specials = self.tokenizer.num_special_tokens_to_add(pair=True)
+        self.length_tokenizer = copy.deepcopy(self.tokenizer)
 
     @classmethod
     def load(cls, args: RankerArgs) -> PairScorer:
@@ -62,14 +67,14 @@ class PairScorer:
         """Which documents do not fit beside the query in ``max_length`` tokens (they are cut, the query never is).
 
         Raises a 422 ``RequestError`` on ``query`` when the query alone leaves no room for a document."""
-        query_tokens = len(self.tokenizer(query, add_special_tokens=False)["input_ids"])
+        query_tokens = len(self.length_tokenizer(query, add_special_tokens=False)["input_ids"])
         room = self.max_length - self.pair_specials - query_tokens
         if room < 1:
             raise RequestError(
                 422, "query", f"the query is {query_tokens} tokens; the model reads {self.max_length} per pair"
             )
         documents = [student_document(t, s) for t, s in zip(titles, summaries, strict=True)]
-        lengths = [len(ids) for ids in self.tokenizer(documents, add_special_tokens=False)["input_ids"]]
+        lengths = [len(ids) for ids in self.length_tokenizer(documents, add_special_tokens=False)["input_ids"]]
         return [n > room for n in lengths]
 
     def score(self, queries: Sequence[str], titles: Sequence[str], summaries: Sequence[str]) -> np.ndarray:

@@ -115,8 +115,12 @@ class QueryGroups:
 def check_labeling_finished(uri: str) -> None:
     """Refuse the output folder of a labeling run that has not finished (no record, or rows that do not add up): its
     shards would be a part of the pool. A labels table written some other way is taken as it is."""
-    folder = uri if io.exists(io.join(uri, LABELS_DIR)) else uri.rstrip("/").rsplit("/", 1)[0]
-    if not (io.exists(io.join(folder, LABELS_DIR)) and io.exists(io.join(folder, PLAN_FILE))):
+    parent = uri.rstrip("/").rsplit("/", 1)[0]
+    candidates = [uri, parent, parent.rsplit("/", 1)[0]]  # the folder, labels/ in it, or a shard in labels/
+    folder = next(
+        (f for f in candidates if io.exists(io.join(f, LABELS_DIR)) and io.exists(io.join(f, PLAN_FILE))), None
+    )
+    if folder is None:
         return
     record = lineage.read_lineage(folder) or {}
     metrics = record.get("metrics", {})

@@ -70,8 +70,12 @@ def write_rejections(config: TeacherConfig) -> dict[str, dict[str, int]]:
         checked = validate_table(io.read_table(uri), contract)
         if checked.valid.num_rows == 0:
             raise ValueError(f"data.{name}={uri}: no row keeps the {contract} contract, nothing to train on")
+        path = io.join(config.output_dir, "rejected", f"{name}.parquet")
         if checked.rejected.num_rows:
-            io.write_table(checked.rejected, io.join(config.output_dir, "rejected", f"{name}.parquet"))
+            io.write_table(checked.rejected, path)
+        elif io.exists(path):  # an earlier run's bad rows, no longer in the input
+            fs, local = io.resolve(path)
+            fs.delete_file(local)
         counts[name] = checked.counts
     return counts
 
