@@ -11,7 +11,8 @@
 (d) ``teacher_kill``: tiny-teacher SFT with rank 0 failing after a step (``fail_once_at_step``) vs the same run
     uninterrupted: the step it resumed from and the largest weight difference of the two exports.
 
-    python benchmarks/faults.py            # ~10 min on 2 cores; benchmarks/results/faults.json
+    python benchmarks/faults.py                    # ~10 min on 2 cores; benchmarks/results/faults.json
+    python benchmarks/faults.py --parts serving    # rerun one part; the file keeps the others' last figures
 """
 
 from __future__ import annotations
@@ -169,7 +170,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--parts", nargs="+", default=["serving", "labeling", "teacher"])
     parser.add_argument("--out", default="benchmarks/results/faults.json")
     args = parser.parse_args(argv)
-    report: dict = {"command": "python benchmarks/faults.py " + " ".join(argv or sys.argv[1:])}
+    out = Path(args.out)
+    report: dict = json.loads(out.read_text()) if out.exists() else {}  # parts not rerun keep their last figures
+    command = "python benchmarks/faults.py " + " ".join(argv or sys.argv[1:])
+    report["commands"] = {**report.get("commands", {}), **dict.fromkeys(args.parts, command)}
+    report["loadavg"] = {**report.get("loadavg", {}), **dict.fromkeys(args.parts, os.getloadavg()[0])}
     with tempfile.TemporaryDirectory(prefix="faults-") as tmp:
         work = Path(tmp)
         if "serving" in args.parts:
@@ -179,8 +184,8 @@ def main(argv: list[str] | None = None) -> None:
             report["labeling"] = labeling_faults(work)
         if "teacher" in args.parts:
             report["teacher_kill"] = teacher_kill(work)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=1) + "\n")
     print(json.dumps(report, indent=1))
 
 

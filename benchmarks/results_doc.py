@@ -213,7 +213,9 @@ def onnx_agreement(data: dict) -> list[str]:
 
 
 def faults(data: dict) -> list[str]:
-    lines = ["## Faults injected (`benchmarks/faults.py`)", "", f"`{data['command'].strip()}`, one run.", ""]
+    runs = "; ".join(f"{part}: `{command.strip()}` (load {data['loadavg'][part]:.1f})"
+                     for part, command in data["commands"].items())  # fmt: skip
+    lines = ["## Faults injected (`benchmarks/faults.py`)", "", f"Runs: {runs}.", ""]
     if "overload" in data:
         o, k = data["overload"], data["replica_kill"]
         lines += [
