@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from pathlib import Path
 
 RESULTS = Path("benchmarks/results")
@@ -66,8 +67,10 @@ def quality_study(data: dict) -> list[str]:
         f"{s['dev_queries']} dev queries pick every model's best epoch; {s['test_queries']} test queries, touched only "
         f"by the final comparison. Teacher: SmolLM2-135M, CPT {s['cpt_steps']} steps of 8 clicks, SFT "
         f"{s['sft_epochs']} epochs ({s['rank_loss']}, groups of {s['group_size']}, lr {s['sft_lr']}, head lr "
-        f"{s['head_lr']}, {s['precision']}); students: MiniLM-L6, {s['student_epochs']} epochs (best dev epoch "
-        f"kept), {s['groups_per_batch']} groups of {s['group_size']} per step, lr {s['student_lr']}, "
+        f"{s['head_lr']}, {s['precision']}); students: MiniLM-L6, {s['student_epochs']} epochs over the labeled "
+        f"queries (labels-only) and {s.get('distill_epochs') or s['student_epochs']} over the pool (distilled; the "
+        f"best dev epoch kept either way), {s['groups_per_batch']} groups of {s['group_size']} per step, lr "
+        f"{s['student_lr']}, "
         f"seeds {', '.join(map(str, s['seeds']))} (a student row is the mean over seeds). Intervals: paired bootstrap "
         "over test queries, 95 %, on NDCG@10.",
         "",
@@ -286,14 +289,32 @@ def render(results: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+README_BLOCK = re.compile(r"(<!-- demo:begin -->\n).*?(<!-- demo:end -->)", re.DOTALL)
+
+
+def update_readme(readme: Path, results: Path) -> None:
+    """Put the demo run's printout (``demo.json``) between the README's demo markers."""
+    path = results / "demo.json"
+    if not path.exists():
+        return
+    data = json.loads(path.read_text())
+    block = (
+        f"```\n{data['summary']}\n```\n\nWall time {data['wall_s'] / 60:.1f} min on {data['machine']['cores']} cores "
+        f"of {data['machine']['cpu']} (`{data['command']}`).\n"
+    )
+    readme.write_text(README_BLOCK.sub(lambda m: m.group(1) + block + m.group(2), readme.read_text()))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--results", default=str(RESULTS))
     parser.add_argument("--out", default="docs/results.md")
+    parser.add_argument("--readme", default="README.md", help="its demo block is rewritten from demo.json")
     args = parser.parse_args(argv)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(render(Path(args.results)))
-    print(f"wrote {args.out}")
+    update_readme(Path(args.readme), Path(args.results))
+    print(f"wrote {args.out} and the demo block of {args.readme}")
 
 
 if __name__ == "__main__":
