@@ -45,7 +45,6 @@ def run(config: LabelConfig) -> str:
     )
     _check_teacher_head(config.teacher.spec)
     teacher_id = teacher_identity(config.teacher.spec, config.teacher.id)
-    shards = shard_plan.plan_shards(config.pool, config.rows_per_shard)
     plan = output_claim.plan_record(
         shard_plan.pool_files(config.pool),
         config.rows_per_shard,
@@ -59,6 +58,8 @@ def run(config: LabelConfig) -> str:
     expected = lineage.lineage_id(STAGE, to_dict(asked), parents, fingerprint)
     if not config.relabel and lineage.is_complete(config.output_dir, expected):
         return config.output_dir
+    # After the check: the plan validates every pool row (to find repeated keys), which a finished rerun can skip.
+    shards = shard_plan.plan_shards(config.pool, config.rows_per_shard)
     with output_claim.output_lock(config.output_dir) as refresh_lock:
         # The run uses the precision decided here (the record keeps the config as asked); the plan holds the one
         # used, so shards scored in bf16 on one machine are never completed in fp32 on another.
