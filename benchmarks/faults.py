@@ -8,7 +8,7 @@
     stage's ``DISRANKER_TEST_CRASH_ONCE`` hook), the driver SIGKILLed after its first shard and rerun, and a scorer
     that fails transiently (the first call raises, row by row too; a backend subclass defined here): rows lost and
     rows duplicated after the rerun, which must both be 0.
-(d) ``teacher_kill``: tiny-teacher SFT with rank 0 failing after a step (``fail_once_at_step``) vs the same run
+(d) ``teacher_kill``: tiny-teacher SFT with rank 0 failing after a step (``FaultInjection``) vs the same run
     uninterrupted: the step it resumed from and the largest weight difference of the two exports.
 
     python benchmarks/faults.py                    # ~10 min on 2 cores; benchmarks/results/faults.json
@@ -36,6 +36,7 @@ from disranker.labeling import LabelConfig
 from disranker.labeling import pipeline as labeling
 from disranker.labeling.backends import CRASH_ONCE_ENV, TransformersScorer
 from disranker.labeling.smoke import build_tiny_scorer
+from disranker.training.loop import FaultInjection
 from fault_load import overload, replica_kill  # benchmarks/ is the script's folder, first on sys.path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -145,20 +146,21 @@ def teacher_kill(work: Path) -> dict:
 
     tiny = build_tiny_teacher(work / "tiny_lm")
     runs = {}
-    for name, extra in (("uninterrupted", []), ("killed", ["fail_once_at_step=6", "run.max_failures=1"])):
+    for name, fault in (("uninterrupted", None), ("killed", FaultInjection(after_step=6))):
         config = load_config(TeacherConfig, "jobs/configs/teacher_sft_smoke.yaml", [
             f"output_dir={work / name}", f"model.spec={tiny}", f"data.demo.output_dir={work / 'corpus'}",
-            "training.epochs=3", "run.checkpoint_every_steps=4", *extra,
+            "training.epochs=3", "run.checkpoint_every_steps=4", "run.max_failures=1",
         ])  # fmt: skip
-        runs[name] = teacher_train.run(config)
+        runs[name] = teacher_train.run(config, fault)
     weights = {name: load_teacher_scorer(folder)[0].state_dict() for name, folder in runs.items()}
     diff = max(float((weights["killed"][k] - v).abs().max()) for k, v in weights["uninterrupted"].items())
     metrics = {name: io.read_json(Path(folder) / "disranker.json")["metrics"] for name, folder in runs.items()}
+    losses = {name: [point["loss"] for point in m["loss_curve"]] for name, m in metrics.items()}
     return {
-        "resumed_from_step": metrics["killed"].get("resumed_from_step"),
+        "resumed_from_step": metrics["killed"]["resumed_from_steps"][0],
         "steps": metrics["killed"]["step"],
         "max_abs_weight_diff": diff,
-        "same_losses": bool(np.allclose(metrics["killed"]["loss_history"], metrics["uninterrupted"]["loss_history"])),
+        "same_losses": bool(np.allclose(losses["killed"], losses["uninterrupted"])),
     }
 
 

@@ -82,8 +82,8 @@ def run_stage(config_path: str, overrides: list[str]) -> tuple[str, dict, float]
     folder = train.run(config)
     seconds = time.perf_counter() - started
     metrics = (lineage.read_lineage(folder) or {}).get("metrics", {})
-    kept = {k: v for k, v in metrics.items() if k not in ("loss_history", "dev_history")}
-    return folder, kept | {"loss_history": metrics.get("loss_history")}, seconds
+    kept = {k: v for k, v in metrics.items() if k not in ("loss_curve", "dev")}
+    return folder, kept | {"loss_history": [point["loss"] for point in metrics.get("loss_curve", [])]}, seconds
 
 
 def absolute(path: str) -> str:

@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> None:
     config = load_config(TeacherConfig, config_path, overrides)
     output_dir = train.run(config)
     record = lineage.read_lineage(output_dir) or {}
-    summary = {k: v for k, v in record.get("metrics", {}).items() if k not in ("loss_history", "dev_history")}
+    summary = {k: v for k, v in record.get("metrics", {}).items() if k not in ("loss_curve", "dev")}
     print(json.dumps(summary, indent=1))
     print(f"teacher ({config.stage}) written to {output_dir}")
 

@@ -6,6 +6,8 @@ a few dozen steps, so "the student ends closer to the teacher" is a real check r
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -18,6 +20,7 @@ from disranker.models.loading import build_tiny_student, load_student, score_pai
 from disranker.models.text import pair_texts
 from disranker.student import train
 from disranker.student.config import DistillConfig
+from disranker.training.loop import FaultInjection
 
 pytestmark = pytest.mark.integration
 FILLER = "the a dog cat tree water house book road city".split()
@@ -94,17 +97,18 @@ def distill_config(root, student, name: str, *overrides: str) -> DistillConfig:
 
 @pytest.fixture(scope="module")
 def distilled(ray_start_2_cpus, tables):
-    """A hybrid-loss run that fails once at step 3 (test hook) and resumes from its step-2 checkpoint."""
+    """A hybrid-loss run that fails once after step 3 (test hook) and resumes from its step-2 checkpoint."""
     root, labels, _, student = tables
-    config = distill_config(root, student, "hybrid", "training.fail_at_step=3", "run.checkpoint_every_steps=2")
-    return train.run(config)
+    config = distill_config(root, student, "hybrid", "run.checkpoint_every_steps=2")
+    return train.run(config, FaultInjection(after_step=3, trace_dir=str(root / "trace")))
 
 
 def test_hybrid_loss_goes_down_and_student_moves_towards_teacher(distilled, tables):
     _, labels, _, student = tables
     metrics = lineage.read_lineage(distilled)["metrics"]
     curve = [point["loss"] for point in metrics["loss_curve"]]
-    assert metrics["step"] == 36  # 48 queries × 1 group / (2 workers × 2 groups) = 12 steps × 3 epochs
+    shares = metrics["groups_per_worker"]  # 48 queries × 1 group, split over 2 workers by a hash of the query id
+    assert sum(shares) == 48 and metrics["step"] == 3 * (min(shares) // 2)
     assert np.mean(curve[-3:]) < 0.5 * np.mean(curve[:2])
     target = labels["teacher_score"].to_numpy()
     before, after = teacher_pnr(student, labels, target), teacher_pnr(distilled, labels, target)
@@ -112,10 +116,21 @@ def test_hybrid_loss_goes_down_and_student_moves_towards_teacher(distilled, tabl
     assert len(metrics["dev"]) == 3 and metrics["best"]["metric"] == "ndcg@10"
 
 
-def test_resumes_after_injected_failure(distilled):
+def test_resumes_after_injected_failure_and_trains_every_group_once_per_epoch(distilled, tables):
+    root = tables[0]
     metrics = lineage.read_lineage(distilled)["metrics"]
     assert metrics["resumed_from_steps"] == [2]
-    assert [p["step"] for p in metrics["loss_curve"]] == list(range(4, 37, 4))
+    total = metrics["step"]
+    assert [p["step"] for p in metrics["loss_curve"]] == sorted({*range(4, total + 1, 4), total})  # and the last
+    # What the final model trained on: the first attempt up to its step-2 checkpoint, then the resumed attempt.
+    lines = [json.loads(line) for rank in (0, 1) for line in (root / "trace" / f"rank-{rank}.jsonl").open()]
+    kept = [t for t in lines if t["resumed_from"] == 2 or (t["resumed_from"] is None and t["step"] <= 2)]
+    per_epoch = metrics["steps_per_epoch"]
+    assert sorted(t["step"] for t in kept) == sorted(list(range(1, total + 1)) * 2)  # each step on each rank
+    for epoch in range(3):
+        ids = [i for t in kept if (t["step"] - 1) // per_epoch == epoch for i in t["ids"]]
+        assert len(ids) == len(set(ids)) == per_epoch * 2 * 2  # no group twice; steps × workers × groups per step
+    assert any(t["resumed_from"] is None and t["step"] == 3 for t in lines)  # the step lost with the failed attempt
 
 
 def test_crossencoder_round_trip(distilled, tables):
@@ -140,6 +155,6 @@ def test_labels_only_trains_on_judgments(ray_start_2_cpus, tables):
     )
     folder = train.run(config)
     metrics = lineage.read_lineage(folder)["metrics"]
-    assert metrics["train_rows"] == judgments.num_rows and metrics["step"] == 72  # one worker: twice 2 workers' steps
+    assert metrics["train_rows"] == judgments.num_rows and metrics["step"] == 72  # 48 groups / 2 per step × 3 epochs
     target = judgments["label"].to_numpy()
     assert teacher_pnr(folder, judgments, target) > teacher_pnr(student, judgments, target) + 1.0

@@ -39,7 +39,7 @@ def test_zero_cpt_trains_checkpoints_and_exports(ray_start_2_cpus, tmp_path, pre
     out = train.run(config)
 
     final = lineage.read_lineage(out)["metrics"]
-    assert final["step"] == 6 and len(final["loss_history"]) == 6
+    assert final["step"] == 6 and len(final["loss_curve"]) == 6
     assert final["last_loss"] < final["first_loss"]
     assert lineage.read_lineage(out)["config"]["deepspeed"]["preset"] == preset
     assert io.exists(f"{out}/model.safetensors")

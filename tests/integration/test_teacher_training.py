@@ -14,6 +14,7 @@ from disranker.models.loading import load_teacher_lm, load_teacher_scorer, score
 from disranker.models.text import pair_texts
 from disranker.teacher import train
 from disranker.teacher.config import TeacherConfig
+from disranker.training.loop import FaultInjection
 
 pytestmark = pytest.mark.integration
 
@@ -37,20 +38,21 @@ def smoke_config(stage: str, workdir, *overrides: str) -> TeacherConfig:
 
 
 def test_cpt_loss_falls_and_a_killed_run_resumes_from_its_checkpoint(ray_start_2_cpus, workdir):
-    # 8 clicks, 4 per worker, batch 4: every step sees the same fixed batch, so the loss must fall.
-    # Worker 0 raises after step 6; Ray Train restarts both workers from the step-4 checkpoint.
+    # 8 clicks, 4 per worker, batch 4: every step (and epoch) sees the same fixed batch, so the loss must fall.
+    # Worker 0 raises after step 6; Ray Train restarts both workers from the latest checkpoint, epoch 5's end.
     config = smoke_config(
         "cpt", workdir, "data.max_examples=8", "training.epochs=10", "run.checkpoint_every_steps=4",
-        "fail_once_at_step=6", "run.max_failures=1",
+        "run.max_failures=1",
     )  # fmt: skip
-    out = train.run(config)
+    out = train.run(config, FaultInjection(after_step=6))
 
     record = lineage.read_lineage(out)
     final = record["metrics"]
-    assert final["resumed_from_step"] == 4
-    assert final["step"] == 10 and len(final["loss_history"]) == 10  # the step counter went on from 4, not from 0
+    losses = [point["loss"] for point in final["loss_curve"]]
+    assert final["resumed_from_steps"] == [5]
+    assert final["step"] == 10 and [p["step"] for p in final["loss_curve"]] == list(range(1, 11))  # went on from 5
     assert final["last_loss"] < final["first_loss"] - 0.3
-    assert np.all(np.diff(final["loss_history"]) < 0)
+    assert np.all(np.diff(losses) < 0)
     assert record["stage"] == "teacher_cpt" and len(record["parents"]) == 1  # the demo corpus
 
     trained, _ = load_teacher_lm(out)
@@ -66,12 +68,12 @@ def test_sft_loss_falls_and_dev_pnr_beats_the_untrained_head(ray_start_2_cpus, w
     out = train.run(config)
 
     final = lineage.read_lineage(out)["metrics"]
-    losses = final["loss_history"]
+    losses = [point["loss"] for point in final["loss_curve"]]
     assert final["steps_per_epoch"] == 8  # ⌈60 train queries / 2 workers / 4 groups per batch⌉
     assert len(losses) == 3 * final["steps_per_epoch"]
     assert np.mean(losses[-3:]) < np.mean(losses[:3])
-    assert [h["epoch"] for h in final["dev_history"]] == [0, 1, 2]
-    assert final["best"]["ndcg@10"] == max(h["ndcg@10"] for h in final["dev_history"])
+    assert [h["epoch"] for h in final["dev"]] == [0, 1, 2]
+    assert final["best"]["ndcg@10"] == max(h["ndcg@10"] for h in final["dev"])
 
     dev = io.read_table(workdir / "corpus" / "judgments" / "dev.parquet")
     qids, labels = np.asarray(dev["query_id"].to_pylist(), dtype=object), dev["label"].to_numpy()

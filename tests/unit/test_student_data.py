@@ -1,63 +1,118 @@
-"""The distillation loader: query groups (every row once per epoch, one query per group, a fixed order per seed) and
-the training table (a labeling output folder is read through its labels/ shards only)."""
+"""The distillation loader: query rows grouped from a table (validated per query, keyed stably), and streamed as
+training groups (every document once per epoch, one query per group, an order that is a function of seed and epoch,
+a resumed epoch skipping exactly the groups done)."""
 
 from __future__ import annotations
 
-import numpy as np
 import pyarrow as pa
 import pytest
 
 from disranker.data import io, schemas
 from disranker.data.validate import rejected_table
-from disranker.student.data import QueryGroups, read_training_table
+from disranker.student.data import StreamedGroups, training_table
+from disranker.training.groups import group_schema, query_keys, to_group_rows
 
 
-def table(sizes: list[int]) -> pa.Table:
-    query_ids = [f"q{q}" for q, n in enumerate(sizes) for _ in range(n)]
-    n = len(query_ids)
-    return pa.table(
+class FakeShard:
+    """What ``ray.train.get_dataset_shard`` returns, reduced to the one call the loader makes."""
+
+    def __init__(self, table: pa.Table):
+        self.table = table
+
+    def iter_batches(self, batch_size: int, batch_format: str):
+        for start in range(0, self.table.num_rows, batch_size):
+            yield self.table.slice(start, batch_size)
+
+
+def query_rows(sizes: list[int]) -> pa.Table:
+    """One group row per query, query ``q<i>`` holding ``sizes[i]`` documents ``q<i>-d<j>`` with target ``j``."""
+    rows = [
         {
-            "query_id": query_ids,
-            "query": ["a query"] * n,
-            "title": ["t"] * n,
-            "summary": ["s"] * n,
-            "teacher_score": np.arange(n, dtype=np.float32),
+            "query_id": f"q{q}",
+            "key": int(query_keys([f"q{q}"])[0]),
+            "query": f"query {q}",
+            "titles": [f"q{q}-d{j}" for j in range(n)],
+            "summaries": ["s"] * n,
+            "teacher_score": [float(j) for j in range(n)],
+            "rows_in": n,
         }
-    )
+        for q, n in enumerate(sizes)
+    ]
+    return pa.Table.from_pylist(rows, schema=group_schema("teacher_score"))
 
 
-def test_each_row_once_per_epoch_and_groups_hold_one_query():
-    data = QueryGroups(table([5, 3, 8, 1]), "teacher_score", group_size=4, groups_per_batch=2, seed=3)
-    groups = data.epoch_groups(0)
-    rows = groups[groups >= 0]
-    assert sorted(rows.tolist()) == list(range(17))
-    assert groups.shape == (2 + 1 + 2 + 1, 4)  # ceil(5/4) + ceil(3/4) + ceil(8/4) + ceil(1/4)
-    codes = data.query_codes
+def streamed(sizes, group_size=4, groups_per_batch=2, steps=None, seed=3, buffer=4) -> StreamedGroups:
+    table = query_rows(sizes)
+    return StreamedGroups(FakeShard(table), "teacher_score", group_size, groups_per_batch, steps or 1, seed, buffer)
+
+
+def test_each_document_once_per_epoch_and_groups_hold_one_query():
+    data = streamed([5, 3, 8, 1])
+    groups = list(data.groups(0))
+    assert len(groups) == 2 + 1 + 2 + 1  # ceil(5/4) + ceil(3/4) + ceil(8/4) + ceil(1/4)
+    titles = [t for g in groups for t in g.titles]
+    assert sorted(titles) == sorted(f"q{q}-d{j}" for q, n in enumerate([5, 3, 8, 1]) for j in range(n))
     for group in groups:
-        assert len(set(codes[group[group >= 0]].tolist())) == 1
+        assert {t.split("-")[0] for t in group.titles} == {group.id.split("#")[0]} and len(group.titles) <= 4
+        assert group.targets == [float(t.split("-d")[1]) for t in group.titles]  # targets travel with their docs
 
 
 def test_order_is_a_function_of_seed_and_epoch():
-    data = QueryGroups(table([6, 6, 6]), "teacher_score", group_size=4, groups_per_batch=1, seed=0)
-    np.testing.assert_array_equal(data.epoch_groups(1), data.epoch_groups(1))
-    assert not np.array_equal(data.epoch_groups(0), data.epoch_groups(1))
+    data = streamed([6] * 10)
+    ids = lambda epoch: [(g.id, tuple(g.titles)) for g in data.groups(epoch)]  # noqa: E731
+    assert ids(1) == ids(1)
+    assert ids(0) != ids(1)
+    assert [g.id for g in streamed([6] * 10, seed=4).groups(0)] != [g.id for g in data.groups(0)]
 
 
-def test_steps_per_epoch_drops_the_remainder_and_rejects_too_little_data():
-    data = QueryGroups(table([4] * 7), "teacher_score", group_size=4, groups_per_batch=2, seed=0)
-    assert data.steps_per_epoch(world_size=2) == 1  # 7 groups, 4 per step
-    with pytest.raises(ValueError, match="cannot fill one step"):
-        data.steps_per_epoch(world_size=4)
+def test_a_resumed_epoch_continues_with_the_next_groups():
+    data = streamed([4] * 12, groups_per_batch=2, steps=6)
+    whole = [g.id for g in data.groups(2)]
+    resumed = StreamedGroups(data.shard, "teacher_score", 4, 2, 6, seed=3, shuffle_buffer=4)
+    batches = list(resumed.batches(2, _Tokenizer(), max_length=16, start_step=4))
+    assert [i for b in batches for i in b.ids] == whole[8:12]
 
 
-def labels_rows(query_ids: list[str]) -> pa.Table:
+class _Tokenizer:
+    """Enough of a tokenizer for ``encode_student``: four tokens per text pair."""
+
+    def __call__(self, first, second, **kwargs):
+        import torch
+
+        n = len(first)
+        return {"input_ids": torch.ones(n, 4, dtype=torch.long), "attention_mask": torch.ones(n, 4, dtype=torch.long)}
+
+
+def test_batches_mask_padding_and_run_out_loudly():
+    data = streamed([5, 3], groups_per_batch=3, steps=1)
+    (batch,) = list(data.batches(0, _Tokenizer(), max_length=16))
+    assert batch.mask.sum().item() == 8 and batch.mask.shape == (3, 4)
+    assert batch.encoded["input_ids"].shape[0] == 8  # only the real documents are encoded
+    with pytest.raises(ValueError, match="ran out"):
+        list(streamed([5, 3], groups_per_batch=3, steps=2).batches(0, _Tokenizer(), max_length=16))
+
+
+def test_group_rows_validate_each_query_and_order_its_documents():
+    rows = labels_rows(["a", "a", "a"], doc_ids=["d2", "d1", "d1"])  # a duplicate document
+    grouped = to_group_rows(rows, "labels", "teacher_score")
+    assert grouped.num_rows == 1
+    row = grouped.to_pylist()[0]
+    assert row["rows_in"] == 3 and row["key"] == int(query_keys(["a"])[0]) and row["key"] >= 0
+    assert row["titles"] == ["t1", "t2"] and row["teacher_score"] == [1.0, 0.0]  # by doc_id; the repeat dropped
+    assert query_keys(["a", "b"]).tolist() == query_keys(["a", "b"]).tolist() and len(set(query_keys(["a", "b"]))) == 2
+    nothing = labels_rows(["c"], doc_ids=["x"]).set_column(1, "query", pa.array([""]))
+    assert to_group_rows(nothing, "labels", "teacher_score").num_rows == 0  # no valid row: no group
+
+
+def labels_rows(query_ids: list[str], doc_ids: list[str] | None = None) -> pa.Table:
     n = len(query_ids)
+    doc_ids = doc_ids or [f"d{i}" for i in range(n)]
     return pa.table(
         {
             "query_id": query_ids,
             "query": ["q"] * n,
-            "doc_id": [f"d{i}" for i in range(n)],
-            "title": ["t"] * n,
+            "doc_id": doc_ids,
+            "title": [f"t{d[1:]}" for d in doc_ids],
             "summary": ["s"] * n,
             "teacher_score": pa.array([float(i) for i in range(n)], pa.float32()),
             "teacher": ["sft:abc"] * n,
@@ -72,9 +127,8 @@ def test_a_labeling_output_folder_is_read_without_its_rejected_shards(tmp_path):
     io.write_table(
         rejected_table(bad, "labels", {0: "missing field 'query'"}), tmp_path / "rejected" / "part-0.parquet"
     )
-    table = read_training_table(str(tmp_path), "labels")
-    assert table.num_rows == 3 and set(table["query_id"].to_pylist()) == {"a", "b"}
-    assert read_training_table(str(tmp_path), "labels", max_queries=1)["query_id"].to_pylist() == ["a", "a"]
+    assert training_table(str(tmp_path), "labels") == str(tmp_path / "labels")
+    assert training_table(str(tmp_path), "judgments") == str(tmp_path)
 
 
 def test_distillation_refuses_the_folder_of_a_labeling_run_that_did_not_finish(tmp_path):

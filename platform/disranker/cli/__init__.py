@@ -103,7 +103,7 @@ def train_teacher(
 
     folder = train.run(load_stage_config(TeacherConfig, config, overrides, stage=stage, output_dir=out))
     final = (lineage.read_lineage(folder) or {}).get("metrics", {})
-    typer.echo(json.dumps({k: v for k, v in final.items() if k not in ("loss_history", "dev_history")}, indent=1))
+    typer.echo(json.dumps({k: v for k, v in final.items() if k not in ("loss_curve", "dev")}, indent=1))
     typer.echo(f"teacher written to {folder}")
 
 

@@ -27,7 +27,7 @@ class DataSection:
     labels: str = ""  # teacher mode: labels table (pool columns + teacher_score + teacher), file or shard folder
     judgments: str = ""  # labels_only mode: judgments whose human grades are the targets
     dev: str = ""  # dev judgments scored each epoch (PNR, NDCG@10) to keep the best checkpoint; "" = no dev pass
-    max_queries: int | None = None  # keep only the first N queries of the training table (smoke runs, ablations)
+    max_queries: int | None = None  # train on N queries only, the same N every run (smallest hash of the query id)
     # Smoke runs: build the demo corpus here when missing; empty paths above then point into it.
     demo: DemoCorpusConfig | None = None
     # Smoke runs: when the labels table is missing, label the demo pool with a tiny random teacher built in this folder.
@@ -76,15 +76,13 @@ class TrainingSection:
     group_size: int = 8  # docs per group; a query with more docs gives several groups, the last one padded
     warmup_ratio: float = 0.1  # linear warm-up over this fraction of the steps, then linear decay to 0
     max_grad_norm: float = 1.0  # gradient clipping (0 disables)
-    log_every_steps: int = 10  # loss-curve resolution (mean of the steps since the last point, rank 0)
+    log_every_steps: int = 10  # loss-curve resolution (mean over the steps since the last point and over the workers)
     eval_batch_size: int = 64  # pairs per forward when scoring the dev split
     select_metric: Literal["ndcg@10", "pnr"] = "ndcg@10"  # dev metric that picks the best epoch
     seed: int = 0  # model head init, group order and pair sampling
     # fp32 | bf16 (autocast over fp32 master weights; losses in fp32) | auto (bf16 where the GPU or the CPU — flags
     # avx512_bf16 / amx_bf16 — multiplies it natively)
     precision: Precision = "fp32"
-    # Test hook: raise once at this step in an attempt that started without a checkpoint (exercises resume).
-    fail_at_step: int | None = None
 
     def validate(self) -> None:
         for key in ("epochs", "groups_per_batch", "log_every_steps", "eval_batch_size"):

@@ -1,32 +1,45 @@
 """Query groups for distillation: each step takes ``groups_per_batch`` groups of up to ``group_size`` docs of one query.
 
-The training table (labels, or judgments in ``labels_only`` mode) is validated against its contract and kept as Arrow
-columns; only integer row indices are shuffled and grouped, and a batch's texts are taken and tokenised when the
-batch is built. The order is a pure function of ``(seed, epoch)``, so every rank derives the same global order with
-no communication, takes its own slice, and a resumed run skips exactly the batches it had already trained on.
-
-Per epoch: docs are shuffled inside each query and cut into chunks of ``group_size`` (the last chunk of a query is
-padded, ``mask`` False); the chunks are shuffled; step ``b`` of rank ``r`` takes chunks
-``[(b·W + r)·G, (b·W + r + 1)·G)`` for ``W`` ranks and ``G`` groups per batch. The remainder that does not fill a
-step on every rank is left out of that epoch (a different remainder each epoch): DDP needs equal steps per rank.
+The training table reaches a worker as its share of a Ray Dataset with one row per query (``training.groups``), and
+is streamed: no worker holds the table. Per epoch, each query's docs are shuffled (seeded by seed, epoch and the
+query's key) and cut into groups of ``group_size`` (the last one padded, ``mask`` False); the groups pass through a
+shuffle buffer of ``SHUFFLE_BUFFER`` groups seeded by (seed, epoch); each ``groups_per_batch`` of them make a step.
+The stream a worker receives is the same in every attempt, so the order is a pure function of ``(seed, epoch)`` and a
+resumed run skips exactly the groups it had already trained on. Every worker runs ``steps_per_epoch`` steps (DDP
+needs equal steps): the groups past that on a worker with a larger share are left out of that epoch, a different few
+each epoch.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
 import torch
 
 from disranker import lineage
 from disranker.data import io
-from disranker.data.validate import validate_table
 from disranker.labeling.output_claim import PLAN_FILE
 from disranker.labeling.shards import LABELS_DIR
 from disranker.models.text import encode_student
+
+# Why a buffer of our own and not Ray Data's local shuffle: a resume must replay the order exactly, and ours is a
+# function of the seed and the stream alone.
+SHUFFLE_BUFFER = 1024
+ROWS_PER_READ = 256  # query rows per batch read from the worker's stream
+
+
+@dataclass
+class Group:
+    """Up to ``group_size`` documents of one query, trained on together."""
+
+    id: str  # "<query_id>#<n>": the n-th group cut from the query this epoch
+    query: str
+    titles: list[str]
+    summaries: list[str]
+    targets: list[float]
 
 
 @dataclass
@@ -36,80 +49,90 @@ class GroupBatch:
     encoded: dict[str, torch.Tensor]  # input_ids etc. of the mask's True slots, in row-major order
     mask: torch.Tensor  # bool [groups, group_size]; False = padding
     targets: torch.Tensor  # float32 [groups, group_size]; 0 at padding
+    ids: list[str]  # the groups' ids, in row order
 
 
-class QueryGroups:
-    """A training table as shuffled query groups; see the module docstring for the order."""
+class StreamedGroups:
+    """A worker's share of the query rows (a Ray ``DataIterator``, or anything with ``iter_batches``) as batches."""
 
-    def __init__(self, table: pa.Table, target_column: str, group_size: int, groups_per_batch: int, seed: int = 0):
-        if table.num_rows == 0:
-            raise ValueError("the training table has no valid rows")
-        self.texts = table.select(["query", "title", "summary"]).combine_chunks()
-        self.targets = table[target_column].to_numpy().astype(np.float32)
-        _, self.query_codes = np.unique(table["query_id"].to_numpy(zero_copy_only=False), return_inverse=True)
-        self.group_size = group_size
-        self.groups_per_batch = groups_per_batch
-        self.seed = seed
+    def __init__(
+        self,
+        shard,
+        target_column: str,
+        group_size: int,
+        groups_per_batch: int,
+        steps_per_epoch: int,
+        seed: int = 0,
+        shuffle_buffer: int = SHUFFLE_BUFFER,
+    ):
+        self.shard, self.target_column = shard, target_column
+        self.group_size, self.groups_per_batch, self.steps_per_epoch = group_size, groups_per_batch, steps_per_epoch
+        self.seed, self.shuffle_buffer = seed, shuffle_buffer
 
-    @classmethod
-    def from_uri(cls, uri: str, contract: str, target_column: str, max_queries: int | None = None, **kwargs):
-        """Read ``uri`` and keep the rows that meet ``contract`` (see :func:`read_training_table`)."""
-        table = read_training_table(uri, contract, max_queries)
-        return cls(table, target_column, **kwargs)
-
-    @property
-    def num_rows(self) -> int:
-        return len(self.targets)
-
-    def epoch_groups(self, epoch: int) -> np.ndarray:
-        """Row indices [n_groups, group_size] of this epoch's groups in training order, -1 at padding."""
+    def groups(self, epoch: int) -> Iterator[Group]:
+        """This epoch's groups in training order (see the module docstring)."""
         rng = np.random.default_rng([self.seed, epoch])
-        shuffled = rng.permutation(self.num_rows)
-        rows = shuffled[np.argsort(self.query_codes[shuffled], kind="stable")]  # grouped by query, random inside
-        codes = self.query_codes[rows]
-        query_start = np.searchsorted(codes, codes, side="left")
-        chunk = (np.arange(len(rows)) - query_start) // self.group_size
-        slot = (np.arange(len(rows)) - query_start) % self.group_size
-        new_group = np.ones(len(rows), dtype=bool)
-        new_group[1:] = (codes[1:] != codes[:-1]) | (chunk[1:] != chunk[:-1])
-        group_id = np.cumsum(new_group) - 1
-        groups = np.full((group_id[-1] + 1, self.group_size), -1, dtype=np.int64)
-        groups[group_id, slot] = rows
-        return groups[rng.permutation(len(groups))]
+        buffer: list[Group] = []
+        for group in self._cut(epoch):
+            if len(buffer) < self.shuffle_buffer:
+                buffer.append(group)
+                continue
+            slot = int(rng.integers(len(buffer)))
+            yield buffer[slot]
+            buffer[slot] = group
+        yield from (buffer[i] for i in rng.permutation(len(buffer)))
 
-    def steps_per_epoch(self, world_size: int) -> int:
-        n_groups = len(self.epoch_groups(0))  # the group count does not depend on the epoch
-        steps = n_groups // (world_size * self.groups_per_batch)
-        if steps == 0:
-            raise ValueError(
-                f"{n_groups} query groups cannot fill one step of {self.groups_per_batch} groups on {world_size} "
-                "workers: lower training.groups_per_batch or give more data"
-            )
-        return steps
+    def batches(self, epoch: int, tokenizer, max_length: int, start_step: int = 0) -> Iterator[GroupBatch]:
+        """This worker's batches of ``epoch`` from step ``start_step`` on (a resumed epoch skips the done steps)."""
+        groups = self.groups(epoch)
+        for _ in itertools.islice(groups, start_step * self.groups_per_batch):
+            pass
+        for _ in range(start_step, self.steps_per_epoch):
+            chunk = list(itertools.islice(groups, self.groups_per_batch))
+            if len(chunk) < self.groups_per_batch:
+                raise ValueError(
+                    f"this worker's share ran out after fewer groups than {self.steps_per_epoch} steps need: the "
+                    "training table changed while the run was going on"
+                )
+            yield make_batch(chunk, tokenizer, max_length, self.group_size)
 
-    def batches(
-        self, epoch: int, rank: int, world_size: int, tokenizer, max_length: int, start_step: int = 0
-    ) -> Iterator[GroupBatch]:
-        """This rank's batches of ``epoch`` from step ``start_step`` on (a resumed epoch skips the done steps)."""
-        groups = self.epoch_groups(epoch)
-        for step in range(start_step, self.steps_per_epoch(world_size)):
-            first = (step * world_size + rank) * self.groups_per_batch
-            yield self.make_batch(groups[first : first + self.groups_per_batch], tokenizer, max_length)
+    def _cut(self, epoch: int) -> Iterator[Group]:
+        for table in self.shard.iter_batches(batch_size=ROWS_PER_READ, batch_format="pyarrow"):
+            columns = [table[name].to_pylist() for name in ("query_id", "key", "query", "titles", "summaries")]
+            targets = table[self.target_column].to_pylist()
+            for query_id, key, query, titles, summaries, values in zip(*columns, targets, strict=True):
+                order = np.random.default_rng([self.seed, epoch, key]).permutation(len(titles))
+                for n, start in enumerate(range(0, len(order), self.group_size)):
+                    docs = order[start : start + self.group_size]
+                    yield Group(
+                        id=f"{query_id}#{n}",
+                        query=query,
+                        titles=[titles[d] for d in docs],
+                        summaries=[summaries[d] for d in docs],
+                        targets=[values[d] for d in docs],
+                    )
 
-    def make_batch(self, groups: np.ndarray, tokenizer, max_length: int) -> GroupBatch:
-        mask = groups >= 0
-        rows = groups[mask]  # row-major: the order in which the student's scores are scattered back
-        texts = self.texts.take(pa.array(rows))
-        encoded = encode_student(
-            tokenizer,
-            texts["query"].to_pylist(),
-            texts["title"].to_pylist(),
-            texts["summary"].to_pylist(),
-            max_length=max_length,
-        )
-        targets = np.zeros(groups.shape, dtype=np.float32)
-        targets[mask] = self.targets[rows]
-        return GroupBatch(dict(encoded), torch.from_numpy(mask), torch.from_numpy(targets))
+
+def make_batch(groups: list[Group], tokenizer, max_length: int, group_size: int) -> GroupBatch:
+    mask = torch.zeros(len(groups), group_size, dtype=torch.bool)
+    targets = torch.zeros(len(groups), group_size, dtype=torch.float32)
+    for row, group in enumerate(groups):
+        mask[row, : len(group.titles)] = True
+        targets[row, : len(group.titles)] = torch.tensor(group.targets)
+    encoded = encode_student(  # row-major: the order in which the student's scores are scattered back
+        tokenizer,
+        [group.query for group in groups for _ in group.titles],
+        [title for group in groups for title in group.titles],
+        [summary for group in groups for summary in group.summaries],
+        max_length=max_length,
+    )
+    return GroupBatch(dict(encoded), mask, targets, [group.id for group in groups])
+
+
+def training_table(uri: str, contract: str) -> str:
+    """The table to group: a labeling output folder's ``labels/`` shards (never its ``rejected/``), else ``uri``."""
+    labels_dir = io.join(uri, LABELS_DIR)
+    return labels_dir if contract == "labels" and io.exists(labels_dir) else uri
 
 
 def check_labeling_finished(uri: str) -> None:
@@ -131,19 +154,3 @@ def check_labeling_finished(uri: str) -> None:
             f"data.labels={uri}: the labeling run writing {folder} has not finished (no complete record in its "
             f"{lineage.FILENAME}); rerun the labeling stage on it (it resumes), then distil"
         )
-
-
-def read_training_table(uri: str, contract: str, max_queries: int | None = None) -> pa.Table:
-    """The rows of ``uri`` that keep ``contract`` (labels or judgments), optionally only its first ``max_queries``.
-
-    A labeling output folder holds ``labels/`` and ``rejected/`` shards side by side: only ``labels/`` is read."""
-    labels_dir = io.join(uri, LABELS_DIR)
-    if contract == "labels" and io.exists(labels_dir):
-        uri = labels_dir
-    table = validate_table(io.read_table(uri), contract).valid
-    if max_queries is not None:
-        query_ids = table["query_id"].to_numpy(zero_copy_only=False)
-        _, first_rows = np.unique(query_ids, return_index=True)
-        kept = query_ids[np.sort(first_rows)[:max_queries]]
-        table = table.filter(pc.is_in(table["query_id"], pa.array(kept)))
-    return table

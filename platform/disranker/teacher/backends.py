@@ -1,13 +1,11 @@
-"""How a worker steps, checkpoints and exports the model: plain DDP, or DeepSpeed ZeRO when ``deepspeed:`` is set.
-
-Both expose one surface to the training loop: ``module`` (the bare model, for scoring), ``forward``, ``micro_step``
+"""How a teacher worker steps, checkpoints and exports the model: plain DDP (``training.ddp``), or DeepSpeed ZeRO when
+``deepspeed:`` is set. Both expose one surface: ``module`` (the bare model, for scoring), ``forward``, ``micro_step``
 (backward, plus one optimizer step every ``grad_accumulation`` micro-steps), ``save_state``/``load_state`` (resume) and
 ``export`` (an HF folder: ``save_pretrained`` + tokenizer, safetensors).
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 from pathlib import Path
 
@@ -16,59 +14,7 @@ from torch import distributed as dist
 
 from disranker.models import precision
 from disranker.teacher.config import TeacherConfig, deepspeed_preset_text
-
-
-class DDPBackend:
-    """torch DDP (Ray Train's ``prepare_model``) with manual accumulation; bf16 through autocast (GPU or CPU)."""
-
-    def __init__(self, config: TeacherConfig, model, optimizer, scheduler):
-        import ray.train.torch
-
-        self.config = config.training
-        self.wrapped = ray.train.torch.prepare_model(model)
-        self.module = model
-        self.optimizer, self.scheduler = optimizer, scheduler
-        self.micro_steps = 0
-        self.device_type = next(model.parameters()).device.type
-
-    def forward(self, **batch):
-        with precision.autocast(self.config.precision, self.device_type):
-            return self.wrapped(**batch)
-
-    def micro_step(self, loss: torch.Tensor) -> bool:
-        """Backward one micro-batch; at each accumulation boundary clip, step and return True."""
-        self.micro_steps += 1
-        boundary = self.micro_steps % self.config.grad_accumulation == 0
-        # Skipping the all-reduce on non-boundary micro-steps is what makes accumulation cheap under DDP.
-        sync = contextlib.nullcontext() if boundary or not hasattr(self.wrapped, "no_sync") else self.wrapped.no_sync()
-        with sync:
-            (loss / self.config.grad_accumulation).backward()
-        if not boundary:
-            return False
-        if self.config.max_grad_norm > 0:
-            torch.nn.utils.clip_grad_norm_(self.module.parameters(), self.config.max_grad_norm)
-        self.optimizer.step()
-        self.scheduler.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        return True
-
-    def save_state(self, folder: Path, rank: int) -> None:
-        if rank == 0:  # DDP replicas are identical: one copy is the state
-            state = {k: v.state_dict() for k, v in self._stateful().items()}
-            torch.save(state, folder / "train_state.pt")
-
-    def load_state(self, folder: Path) -> None:
-        state = torch.load(folder / "train_state.pt", map_location="cpu", weights_only=True)
-        for name, obj in self._stateful().items():
-            obj.load_state_dict(state[name])
-
-    def export(self, folder: Path, tokenizer, rank: int) -> None:
-        if rank == 0:
-            self.module.save_pretrained(folder)
-            tokenizer.save_pretrained(folder)
-
-    def _stateful(self) -> dict:
-        return {"model": self.module, "optimizer": self.optimizer, "scheduler": self.scheduler}
+from disranker.training.ddp import DDPBackend
 
 
 class DeepSpeedBackend:
@@ -170,4 +116,5 @@ def make_backend(config: TeacherConfig, model, optimizer, scheduler):
     world_size = dist.get_world_size() if dist.is_initialized() else 1
     if config.deepspeed is not None:
         return DeepSpeedBackend(config, model, optimizer, scheduler, world_size)
-    return DDPBackend(config, model, optimizer, scheduler)
+    t = config.training
+    return DDPBackend(model, optimizer, scheduler, t.precision, t.grad_accumulation, t.max_grad_norm)

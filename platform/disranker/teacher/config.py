@@ -67,6 +67,7 @@ class TrainingSection:
     margin: float = 1.0  # hinge margin in logit units
     eval_batch_size: int = 32  # SFT: pairs per forward when scoring the dev split
     select_metric: Literal["ndcg@10", "pnr"] = "ndcg@10"  # SFT: dev metric that picks the best epoch
+    log_every_steps: int = 1  # loss-curve resolution (mean over the steps since the last point and over the workers)
     seed: int = 0
 
     def validate(self) -> None:
@@ -76,7 +77,7 @@ class TrainingSection:
             raise ConfigError("'training.head_lr' must be > 0 or null (the decoder's lr)")
         if self.pack_row_tokens < self.max_length:
             raise ConfigError("'training.pack_row_tokens' must be ≥ 'training.max_length' (one document per row)")
-        for key in ("epochs", "batch_size", "grad_accumulation", "group_size", "eval_batch_size"):
+        for key in ("epochs", "batch_size", "grad_accumulation", "group_size", "eval_batch_size", "log_every_steps"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"'training.{key}' must be ≥ 1")
         if self.max_steps is not None and self.max_steps < 1:
@@ -102,9 +103,6 @@ class TeacherConfig:
     scaling: ScalingSection = field(default_factory=ScalingSection)
     run: RunSection = field(default_factory=RunSection)
     deepspeed: DeepSpeedSection | None = None  # None: plain DDP
-    # Test hook: worker 0 raises after this optimizer step in an attempt that restored no checkpoint, so a test can
-    # watch Ray Train restart the workers and resume. Must exceed run.checkpoint_every_steps (else it fails again).
-    fail_once_at_step: int | None = None
 
     def validate(self) -> None:
         if self.data.demo is None:
@@ -112,8 +110,6 @@ class TeacherConfig:
             for key in needed:
                 if not getattr(self.data, key):
                     raise ConfigError(f"'data.{key}' is required for stage {self.stage} (or set data.demo)")
-        if self.fail_once_at_step is not None and self.fail_once_at_step <= self.run.checkpoint_every_steps:
-            raise ConfigError("'fail_once_at_step' must exceed 'run.checkpoint_every_steps' so the resume skips it")
 
 
 def deepspeed_preset_text(section: DeepSpeedSection) -> str:

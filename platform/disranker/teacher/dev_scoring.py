@@ -3,40 +3,27 @@ best epoch (PNR, NDCG@10)."""
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from disranker.evaluation import metrics
 from disranker.models.text import pair_texts
 from disranker.teacher.config import TeacherConfig
+from disranker.training.loop import score_in_slices
 
 
 def score_dev(config: TeacherConfig, backend, tokenizer, dev, rank: int, world: int) -> np.ndarray:
     """Scores of every dev pair; each rank scores an equal-size slice. Each query's prompt runs once, except under
     ZeRO-3, which needs every rank in every forward: there the plain scorer's forward count is the same on all ranks."""
-    from torch import distributed as dist
-
     from disranker.models.loading import score_pairs_teacher
     from disranker.models.prefix_scoring import score_pairs_teacher_shared_prefix
 
     scorer = score_pairs_teacher if getattr(backend, "zero3", False) else score_pairs_teacher_shared_prefix
 
-    per_rank = math.ceil(dev.num_rows / world)
-    rows = np.minimum(np.arange(rank * per_rank, (rank + 1) * per_rank), dev.num_rows - 1)  # pad with the last row
-    part = dev.take(rows)
-    scores = scorer(
-        backend.module,
-        tokenizer,
-        *pair_texts(part),
-        batch_size=config.training.eval_batch_size,
-        max_length=config.training.max_length,
-    )
-    if world == 1:
-        return scores[: dev.num_rows]
-    gathered = [None] * world
-    dist.all_gather_object(gathered, scores)
-    return np.concatenate(gathered)[: dev.num_rows]
+    def score(part):
+        texts = pair_texts(part)
+        return scorer(backend.module, tokenizer, *texts, config.training.eval_batch_size, config.training.max_length)
+
+    return score_in_slices(score, dev, rank, world)
 
 
 def dev_metrics(dev, scores: np.ndarray) -> dict:
