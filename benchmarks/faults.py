@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -28,7 +27,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import psutil
 
 from disranker.config import load_config
 from disranker.data import demo, io
@@ -38,6 +36,7 @@ from disranker.labeling.backends import CRASH_ONCE_ENV, TransformersScorer
 from disranker.labeling.smoke import build_tiny_scorer
 from disranker.training.loop import FaultInjection
 from fault_load import overload, replica_kill  # benchmarks/ is the script's folder, first on sys.path
+from process_peak import kill_tree
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -121,14 +120,7 @@ def labeling_faults(work: Path) -> dict:
     while not list((out / "labels").glob("[!.]*.parquet")) and process.poll() is None:  # not the .tmp- files
         time.sleep(0.2)
     written = len(list((out / "labels").glob("[!.]*.parquet")))
-    family = psutil.Process(process.pid).children(recursive=True)  # its Ray too, not another job's
-    os.killpg(process.pid, signal.SIGKILL)
-    for child in family:
-        try:
-            child.kill()
-        except psutil.NoSuchProcess:
-            pass
-    process.wait()
+    kill_tree(process)  # its Ray too, not another job's
     rerun = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900)
     if rerun.returncode:
         raise RuntimeError(f"the labeling rerun failed:\n{rerun.stderr[-3000:]}")

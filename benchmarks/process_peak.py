@@ -1,14 +1,17 @@
-"""Run one benchmark task in a fresh subprocess and record the peak memory of its whole process tree.
+"""Run one benchmark task in a fresh subprocess and record the peak memory of its process tree.
 
 A task is a JSON-able dict; the script named runs it when called as ``python <script> --child <task> <result>`` and
-writes its result dict as JSON. The peak is the largest sum of RSS over the subprocess and all its descendants (a
-Ray driver's GCS, raylet and workers included), sampled with psutil every ``sample_s`` seconds; shared pages count in
-every process that maps them, so it is an upper bound.
+writes its result dict as JSON. ``measure`` records the largest sum of RSS over the subprocess and all its
+descendants (a Ray driver's GCS, raylet and workers included); ``measure_roles`` the largest RSS of any one process
+of each role (driver, actor, worker, ...: a function of the command line). Sampled with psutil every ``sample_s``
+seconds; shared pages count in every process that maps them, so the sums are an upper bound.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import threading
@@ -21,6 +24,31 @@ import psutil
 def measure(script: str, task: dict, workdir: Path, sample_s: float) -> dict:
     """Run ``task`` through ``script``'s ``--child`` entry in a subprocess; sample the RSS of its whole process tree
     until it exits. Returns the task's result plus ``peak_rss_mb`` and ``processes_at_peak``."""
+    peak = {"rss": 0, "processes": 0}
+    result = _run(script, task, workdir, lambda pid: _sample_tree(pid, peak, sample_s))
+    return {**result, "peak_rss_mb": round(peak["rss"] / 2**20), "processes_at_peak": peak["processes"]}
+
+
+def measure_roles(script: str, task: dict, workdir: Path, sample_s: float, role) -> dict:
+    """Like ``measure``, but the peak RSS (MiB) of the largest single process of each ``role(cmdline)``."""
+    peaks: dict[str, int] = {}
+    result = _run(script, task, workdir, lambda pid: _sample_roles(pid, peaks, sample_s, role))
+    return {**result, "peak_rss_mb": {name: round(rss / 2**20) for name, rss in sorted(peaks.items())}}
+
+
+def kill_tree(process: subprocess.Popen) -> None:
+    """SIGKILL a process started with ``start_new_session=True`` and everything below it (its Ray too)."""
+    family = psutil.Process(process.pid).children(recursive=True)
+    os.killpg(process.pid, signal.SIGKILL)
+    for member in family:
+        try:
+            member.kill()
+        except psutil.NoSuchProcess:
+            pass
+    process.wait()
+
+
+def _run(script: str, task: dict, workdir: Path, sample) -> dict:
     task_file, result_file, log_file = (workdir / f"{task['name']}.{ext}" for ext in ("task.json", "json", "log"))
     task_file.write_text(json.dumps(task))
     with open(log_file, "w") as log:
@@ -29,19 +57,29 @@ def measure(script: str, task: dict, workdir: Path, sample_s: float) -> dict:
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-        peak = {"rss": 0, "processes": 0}
-        sampler = threading.Thread(target=_sample_tree, args=(child.pid, peak, sample_s), daemon=True)
+        sampler = threading.Thread(target=sample, args=(child.pid,), daemon=True)
         sampler.start()
         code = child.wait()
         sampler.join()
     if code != 0:
         tail = log_file.read_text()[-3000:]
         raise RuntimeError(f"{task['name']} failed (exit {code}); last lines of {log_file}:\n{tail}")
-    return {
-        **json.loads(result_file.read_text()),
-        "peak_rss_mb": round(peak["rss"] / 2**20),
-        "processes_at_peak": peak["processes"],
-    }
+    return json.loads(result_file.read_text())
+
+
+def _sample_roles(pid: int, peaks: dict, interval: float, role) -> None:
+    try:
+        root = psutil.Process(pid)
+        while root.is_running() and root.status() != psutil.STATUS_ZOMBIE:
+            for process in [root, *root.children(recursive=True)]:
+                try:
+                    name, rss = role(process.cmdline()), process.memory_info().rss
+                except (psutil.NoSuchProcess, psutil.ZombieProcess):
+                    continue
+                peaks[name] = max(peaks.get(name, 0), rss)
+            time.sleep(interval)
+    except psutil.NoSuchProcess:
+        return
 
 
 def _sample_tree(pid: int, peak: dict, interval: float) -> None:

@@ -13,7 +13,7 @@ import json
 import re
 from pathlib import Path
 
-from results_platform import faults, labeling, onnx_agreement, serve_load  # benchmarks/ is first on sys.path
+from results_platform import faults, labeling, onnx_agreement, scale, serve_load  # benchmarks/ is first on sys.path
 
 RESULTS = Path("benchmarks/results")
 
@@ -152,6 +152,7 @@ SECTIONS = {
     "serve_load_onnx_int8.json": serve_load,
     "onnx_agreement.json": onnx_agreement,
     "faults.json": faults,
+    "scale.json": scale,
 }
 # Files read by another section (the pool-size table) or kept as the record of a superseded measurement.
 COVERED = {"quality_study_pool200.json"}

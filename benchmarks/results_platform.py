@@ -122,3 +122,28 @@ def faults(data: dict) -> list[str]:
             f"{t['max_abs_weight_diff']:.2e}, per-step losses equal: {t['same_losses']}.",
         ]
     return lines
+
+
+def scale(data: dict) -> list[str]:
+    lines = ["## The full pool through labeling and distillation (`benchmarks/scale.py`)", "",
+             f"Teacher: {data['teacher']}; student: the tiny BERT of `models/tiny.py`; CPU: {data['cpu']}.", "",
+             "| pool fraction | pool rows | labeling rows/s | distillation rows/s | lost | duplicated | "
+             "rescored labels equal | groups trained / expected | peak RSS MiB by role |",
+             "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for name, run in data["fractions"].items():
+        peaks = ", ".join(f"{role} {mb}" for role, mb in run["peak_rss_mb"].items())
+        lines.append(
+            f"| {name[1:]} | {run['pool_rows']:,} | {run['rows_per_s']['label']:,.0f} | "
+            f"{run['rows_per_s']['distill']:,.0f} | {run['lost']} | {run['duplicated']} | {run['scores_equal']} "
+            f"(max diff {run['rescore_max_abs_diff']:.1e}) | {run['groups_trained']:,} / {run['groups_expected']:,} | "
+            f"{peaks} |"
+        )
+    if "rss_peak_ratio" in data:
+        by_role = ", ".join(f"{r} {v}" for r, v in data["rss_peak_ratio_by_role"].items())
+        lines += ["", f"Peak RSS at 100 % over 10 % of the pool, worst role: {data['rss_peak_ratio']} ({by_role}); "
+                  "goal ≤ 1.25."]  # fmt: skip
+    for fault in data.get("faults", []):
+        details = ", ".join(f"{k} {v}" for k, v in fault.items() if k not in ("fault", "checked", "holds"))
+        verdict = "holds" if fault["holds"] else "FAILS"
+        lines.append(f"- **{fault['fault']}** ({details}): {fault['checked']}: {verdict}")
+    return lines

@@ -93,3 +93,24 @@ def test_sft_loss_falls_and_dev_pnr_beats_the_untrained_head(ray_start_2_cpus, w
     assert trained_pnr > 1.0  # more concordant than discordant pairs: better than a random order
     assert trained_pnr > dev_pnr(workdir / "tiny")
     assert "score.weight" in load_file(f"{out}/model.safetensors")
+
+
+def test_sft_killed_mid_epoch_or_in_its_dev_pass_ends_with_the_uninterrupted_weights(ray_start_2_cpus, workdir):
+    # 8 steps per epoch, a checkpoint every 4: both failures resume from step 4 (the step-8 checkpoint follows the dev
+    # pass, so a failure inside that pass loses it too).
+    faults = {"uninterrupted": None, "mid_epoch": FaultInjection(after_step=6),
+              "dev_pass": FaultInjection(after_step=8, in_dev_pass=True)}  # fmt: skip
+    finals, weights = {}, {}
+    for name, fault in faults.items():
+        config = smoke_config("sft", workdir, f"output_dir={workdir / name}", "training.epochs=2",
+                              "run.checkpoint_every_steps=4", "run.max_failures=1")  # fmt: skip
+        out = train.run(config, fault)
+        finals[name] = lineage.read_lineage(out)["metrics"]
+        weights[name] = load_file(f"{out}/model.safetensors")
+    assert finals["uninterrupted"]["resumed_from_steps"] == []
+    assert finals["mid_epoch"]["resumed_from_steps"] == finals["dev_pass"]["resumed_from_steps"] == [4]
+    for name in ("mid_epoch", "dev_pass"):
+        assert finals[name]["step"] == 16 and [d["epoch"] for d in finals[name]["dev"]] == [0, 1]
+        assert finals[name]["best"] == finals["uninterrupted"]["best"]
+        for key, value in weights["uninterrupted"].items():
+            np.testing.assert_allclose(weights[name][key].numpy(), value.numpy(), atol=1e-6, err_msg=key)

@@ -133,3 +133,16 @@ def test_without_dev_the_final_model_is_the_export_and_accumulation_counts_optim
     assert len(task.trained) == 20 and [m["step"] for m, _ in recorder.reports] == [2, 4, 5, 6, 8, 10]
     assert json.loads((recorder.reports[-1][1] / loop.EXPORT / "weight.json").read_text()) == 20.0
     assert recorder.progress()["best"] is None
+
+
+def test_a_failure_inside_the_dev_pass_resumes_from_the_checkpoint_before_it(monkeypatch, tmp_path):
+    first = RayTrainRecorder(monkeypatch, tmp_path / "first")
+    task = CountingTask()
+    with pytest.raises(RuntimeError, match="in the dev pass after step 5"):
+        run_loop(task, SETTINGS, FaultInjection(after_step=5, in_dev_pass=True))
+    assert task.evaluated_at == [5.0] and [m["step"] for m, _ in first.reports] == [2, 4]  # no epoch-0 checkpoint
+
+    RayTrainRecorder(monkeypatch, tmp_path / "second", restore=first.reports[-1][1])
+    resumed = CountingTask()
+    run_loop(resumed, SETTINGS, FaultInjection(after_step=5, in_dev_pass=True))
+    assert resumed.trained[0] == (0, 4) and float(resumed.weight) == 10.0 and resumed.evaluated_at == [5.0, 10.0]

@@ -52,11 +52,20 @@ def read_table(uri: str | Path, columns: list[str] | None = None) -> pa.Table:
     """One Parquet file, or every ``*.parquet`` shard under a folder (in name order), skipping hidden and temporary
     files (names starting with ``.`` or ``_``), which are half-written or bookkeeping."""
     fs, path = resolve(uri)
+    if fs.get_file_info(path).type == pafs.FileType.File:
+        return pq.read_table(path, filesystem=fs, columns=columns)
+    return pads.dataset(parquet_files(uri), filesystem=fs, format="parquet").to_table(columns=columns)
+
+
+def parquet_files(uri: str | Path) -> list[str]:
+    """The Parquet file ``uri``, or the shards under the folder ``uri`` in name order (paths on its filesystem),
+    without hidden and temporary files (names starting with ``.`` or ``_``), which are half-written or bookkeeping."""
+    fs, path = resolve(uri)
     info = fs.get_file_info(path)
     if info.type == pafs.FileType.NotFound:
         raise FileNotFoundError(f"no table at {uri}")
     if info.type == pafs.FileType.File:
-        return pq.read_table(path, filesystem=fs, columns=columns)
+        return [path]
     shards = sorted(
         f.path
         for f in fs.get_file_info(pafs.FileSelector(path, recursive=True))
@@ -64,7 +73,7 @@ def read_table(uri: str | Path, columns: list[str] | None = None) -> pa.Table:
     )
     if not shards:
         raise FileNotFoundError(f"{uri} is a folder with no .parquet files")
-    return pads.dataset(shards, filesystem=fs, format="parquet").to_table(columns=columns)
+    return shards
 
 
 def _hidden(relative: str) -> bool:

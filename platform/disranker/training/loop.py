@@ -37,14 +37,21 @@ EXPORT = "export"
 @dataclass(frozen=True)
 class FaultInjection:
     """Test hook: worker ``rank`` raises after optimizer step ``after_step`` in an attempt that restored no checkpoint,
-    so Ray Train restarts the workers and they resume (the step must come after the first checkpoint). With
+    so Ray Train restarts the workers and they resume (the step must come after the first checkpoint); with
+    ``in_dev_pass``, inside the first dev pass at or after that step instead (scored, not yet checkpointed). With
     ``trace_dir``, every worker appends one JSON line per step to ``trace_dir/rank-<r>.jsonl``: the ids of the
     examples the step trained on (batches with an ``ids`` attribute) and the step the attempt resumed from, so a test
     can count what the final model saw."""
 
     after_step: int | None = None
+    in_dev_pass: bool = False
     rank: int = 0
     trace_dir: str | None = None
+
+    def fires(self, step: int, rank: int, resumed: bool, in_dev_pass: bool) -> bool:
+        if resumed or rank != self.rank or self.after_step is None or in_dev_pass != self.in_dev_pass:
+            return False
+        return step >= self.after_step if in_dev_pass else step == self.after_step
 
 
 @dataclass(frozen=True)
@@ -127,7 +134,7 @@ class _Loop:
                 ids, self.step_ids = self.step_ids, []
                 if fault and fault.trace_dir:
                     self._trace(Path(fault.trace_dir), ids)
-                if fault and state["step"] == fault.after_step and restored is None and self.rank == fault.rank:
+                if fault and fault.fires(state["step"], self.rank, restored is not None, in_dev_pass=False):
                     raise RuntimeError(f"injected failure after step {state['step']} (FaultInjection, a test hook)")
                 if state["step"] % self.settings.log_every_steps == 0 or state["step"] == task.total_steps:
                     self._log_losses(epoch)
@@ -136,12 +143,15 @@ class _Loop:
                     break
                 if state["step"] % self.settings.checkpoint_every_steps == 0:
                     self._report({"epoch": epoch})
-            self._close_epoch(epoch, last=epoch == self.settings.epochs - 1 or state["step"] >= task.total_steps)
+            last = epoch == self.settings.epochs - 1 or state["step"] >= task.total_steps
+            self._close_epoch(epoch, last, fault if restored is None else None)
 
-    def _close_epoch(self, epoch: int, last: bool) -> None:
+    def _close_epoch(self, epoch: int, last: bool, fault: FaultInjection | None) -> None:
         """The epoch's dev pass (keeping the best export), then its checkpoint; the last one carries the summary."""
         state = self.state
         dev = self.task.evaluate()
+        if fault and fault.fires(state["step"], self.rank, resumed=False, in_dev_pass=True):
+            raise RuntimeError(f"injected failure in the dev pass after step {state['step']} (FaultInjection)")
         metrics: dict[str, Any] = {"epoch": epoch}
         if dev is not None:
             state["dev"].append({"epoch": epoch, "step": state["step"], **dev})
