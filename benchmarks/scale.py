@@ -203,13 +203,15 @@ def _summarize(report: dict) -> None:
         report |= {k: full[k] for k in ("pool_rows", "labeled", "rejected", "lost", "duplicated")}
         report["faults"] = [
             {"fault": "labeling actor killed", "injected": full["faults"].get("actor_killed"),
-             "checked": "labeled + rejected = pool rows, no key twice", "holds": full["exactly_once"]},
+             "checked": "labeled + rejected = pool rows, no key twice",
+             "holds": bool(full["faults"].get("actor_killed")) and full["exactly_once"]},
             {"fault": "labeling driver killed, rerun", "after_shards": full["faults"].get("driver_killed_after_shards"),
              "checked": "labeled + rejected = pool rows, no key twice; 10,000 labels rescored to 1e-5",
              "holds": full["exactly_once"] and full["scores_equal"]},
-            {"fault": "training worker raised after step 300", "resumed_from_steps": full["resumed_from_steps"],
+            {"fault": "training worker raised after step 300", "injected": bool(full["resumed_from_steps"]),
+             "resumed_from_steps": full["resumed_from_steps"],
              "checked": "trained groups = steps × workers × groups per step, none twice",
-             "holds": full["group_count_exact"]},
+             "holds": bool(full["resumed_from_steps"]) and full["group_count_exact"]},
         ]  # fmt: skip
     if full and small:
         ratios = {r: full["peak_rss_mb"][r] / small["peak_rss_mb"][r] for r in full["peak_rss_mb"]
