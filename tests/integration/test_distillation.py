@@ -158,5 +158,7 @@ def test_labels_only_trains_on_judgments(ray_start_2_cpus, tables):
     folder = train.run(config)
     metrics = lineage.read_lineage(folder)["metrics"]
     assert metrics["train_rows"] == judgments.num_rows and metrics["step"] == 72  # 48 groups / 2 per step × 3 epochs
+    n = judgments.num_rows
+    assert metrics["inputs"] == {"train": {"in": n, "valid": n, "rejected": 0}}
     target = judgments["label"].to_numpy()
     assert teacher_pnr(folder, judgments, target) > teacher_pnr(student, judgments, target) + 1.0

@@ -34,7 +34,6 @@ def query_rows(sizes: list[int]) -> pa.Table:
             "titles": [f"q{q}-d{j}" for j in range(n)],
             "summaries": ["s"] * n,
             "teacher_score": [float(j) for j in range(n)],
-            "rows_in": n,
         }
         for q, n in enumerate(sizes)
     ]
@@ -97,9 +96,10 @@ def test_group_rows_validate_each_query_and_order_its_documents():
     grouped = to_group_rows(rows, "labels", "teacher_score")
     assert grouped.num_rows == 1
     row = grouped.to_pylist()[0]
-    assert row["rows_in"] == 3 and row["key"] == int(query_keys(["a"])[0]) and row["key"] >= 0
+    assert list(row) == group_schema("teacher_score").names and row["key"] == int(query_keys(["a"])[0])
     assert row["titles"] == ["t1", "t2"] and row["teacher_score"] == [1.0, 0.0]  # by doc_id; the repeat dropped
-    assert query_keys(["a", "b"]).tolist() == query_keys(["a", "b"]).tolist() and len(set(query_keys(["a", "b"]))) == 2
+    # blake2b, not hash(): the same keys in every process and run, so every worker picks the same share
+    assert query_keys(["a", "b"]).tolist() == [1702698405120146464, 4226560797588928834]
     nothing = labels_rows(["c"], doc_ids=["x"]).set_column(1, "query", pa.array([""]))
     assert to_group_rows(nothing, "labels", "teacher_score").num_rows == 0  # no valid row: no group
 

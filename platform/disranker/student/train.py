@@ -12,7 +12,6 @@ the identity activation for sentence-transformers, so ``CrossEncoder(folder).pre
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import torch
 
@@ -29,7 +28,7 @@ from disranker.student.config import DistillConfig, LossSection
 from disranker.student.data import StreamedGroups, check_labeling_finished, training_table
 from disranker.student.inputs import prepare_inputs
 from disranker.training.groups import group_shards, shard_datasets, write_groups
-from disranker.training.loop import FaultInjection, LoopSettings, run_loop, score_in_slices
+from disranker.training.loop import BackendTask, FaultInjection, LoopSettings, run_loop, score_in_slices
 from disranker.training.runner import StageRun, fault_of
 
 STAGE = "distill"
@@ -64,7 +63,12 @@ def run(config: DistillConfig, fault: FaultInjection | None = None) -> str:
         config.scaling,
         config.run,
         fault,
-        extra_metrics={"train_rows": share.rows, "train_queries": share.queries, "groups_per_worker": share.groups},
+        extra_metrics={
+            "inputs": {"train": groups.inputs},
+            "train_rows": share.rows,
+            "train_queries": share.queries,
+            "groups_per_worker": share.groups,
+        },
         datasets=shard_datasets(groups),
         dataset_config=group_shards(limit),
         loop_data={"steps_per_epoch": steps},
@@ -80,7 +84,7 @@ def train_loop_per_worker(loop_config: dict) -> None:
     run_loop(DistillTask(config, loop_config["data"]["steps_per_epoch"]), settings, fault_of(loop_config))
 
 
-class DistillTask:
+class DistillTask(BackendTask):
     """The student's batches, loss, dev scoring, state and export on one worker (``training.loop.Task``)."""
 
     def __init__(self, config: DistillConfig, steps_per_epoch: int):
@@ -143,15 +147,6 @@ class DistillTask:
             mrr_min_label=config.evaluation.mrr_min_label,
         )
         return {k: metrics[k] for k in DEV_METRICS}
-
-    def save_state(self, folder: Path, rank: int) -> None:
-        self.backend.save_state(folder, rank)
-
-    def load_state(self, folder: Path) -> None:
-        self.backend.load_state(folder)
-
-    def export(self, folder: Path, rank: int) -> None:
-        self.backend.export(folder, self.tokenizer, rank)
 
     def summary(self) -> dict:
         return {}

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import math
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -22,7 +21,7 @@ from disranker.models.packing import PackedRows, packed_scores, packing_unsuppor
 from disranker.teacher import data, dev_scoring
 from disranker.teacher.config import TeacherConfig
 from disranker.teacher.losses import rank_loss
-from disranker.training.loop import FaultInjection, LoopSettings, run_loop
+from disranker.training.loop import BackendTask, FaultInjection, LoopSettings, run_loop
 from disranker.training.runner import StageRun, fault_of
 
 PACKED_KEYS = ("input_ids", "position_ids", "attention_mask", "eos_index")
@@ -52,7 +51,7 @@ def train_loop_per_worker(loop_config: dict) -> None:
     run_loop(TeacherTask(config), settings, fault_of(loop_config))
 
 
-class TeacherTask:
+class TeacherTask(BackendTask):
     """The teacher's batches, loss, dev scoring, state and export on one worker (``training.loop.Task``)."""
 
     def __init__(self, config: TeacherConfig):
@@ -93,15 +92,6 @@ class TeacherTask:
         dev = self.epochs.dev
         scores = dev_scoring.score_dev(self.config, self.backend, self.tokenizer, dev, self.rank, self.world)
         return dev_scoring.dev_metrics(dev, scores)
-
-    def save_state(self, folder: Path, rank: int) -> None:
-        self.backend.save_state(folder, rank)
-
-    def load_state(self, folder: Path) -> None:
-        self.backend.load_state(folder)
-
-    def export(self, folder: Path, rank: int) -> None:
-        self.backend.export(folder, self.tokenizer, rank)
 
     def summary(self) -> dict:
         summary = {"n_examples": self.epochs.n_examples, "packed": self.epochs.packed}

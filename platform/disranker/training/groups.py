@@ -37,7 +37,6 @@ def group_schema(target_column: str) -> pa.Schema:
             ("titles", pa.list_(pa.string())),
             ("summaries", pa.list_(pa.string())),
             (target_column, pa.list_(pa.float32())),
-            ("rows_in", pa.int32()),  # the query's input rows, valid or not
         ]
     )
 
@@ -53,7 +52,6 @@ def to_group_rows(rows: pa.Table, contract: str, target_column: str) -> pa.Table
     none is valid. A table holding several queries (a null query id groups them) gives one row per query."""
     schema = group_schema(target_column)
     valid = validate_table(rows, contract).valid
-    ids = rows["query_id"].to_pylist()
     out = []
     for query_id in dict.fromkeys(valid["query_id"].to_pylist()):
         docs = valid.filter(pc.equal(valid["query_id"], query_id)).sort_by("doc_id")
@@ -65,7 +63,6 @@ def to_group_rows(rows: pa.Table, contract: str, target_column: str) -> pa.Table
                 "titles": docs["title"].to_pylist(),
                 "summaries": docs["summary"].to_pylist(),
                 target_column: docs[target_column].cast(pa.float32()).to_pylist(),
-                "rows_in": ids.count(query_id),
             }
         )
     return pa.Table.from_pylist(out, schema=schema)
@@ -78,8 +75,13 @@ class Groups:
     uri: str
     target_column: str
     queries: int
-    rows_in: int  # input rows of the queries kept (valid and rejected)
+    rows_in: int  # input rows, valid or not
     rows: int  # valid rows (documents) in the groups
+
+    @property
+    def inputs(self) -> dict[str, int]:
+        """Row counts for the stage's record, as the teacher stages report theirs."""
+        return {"in": self.rows_in, "valid": self.rows, "rejected": self.rows_in - self.rows}
 
     def key_limit(self, max_queries: int | None) -> int:
         """The largest key kept when only ``max_queries`` queries train (those of smallest key)."""
@@ -108,16 +110,18 @@ class Share:
 
 def write_groups(uri: str, contract: str, target_column: str, out: str) -> Groups:
     """Group ``uri`` (a labels or judgments table, file or folder) into ``out``, or reuse ``out`` when a finished
-    write of the same input is there (``out`` is per run: the caller names it after the run's lineage id)."""
+    write of the same files (names, sizes, modification times) is there: a retried run skips the grouping, an input
+    rewritten in place is grouped again."""
     import ray.data
 
-    done = io.join(out, DONE)
+    done, source = io.join(out, DONE), _signature(uri)
     if io.exists(done):
         record = io.read_json(done)
-        if record["source"] == uri:
+        if record["source"] == source:
             return Groups(**record["groups"])
     fs, path = io.resolve(uri)
     dataset = ray.data.read_parquet(path, filesystem=fs)
+    rows_in = dataset.count()  # from the files' metadata: queries with no valid row are counted too
     grouped = dataset.groupby("query_id").map_groups(
         to_group_rows, fn_kwargs={"contract": contract, "target_column": target_column}, batch_format="pyarrow"
     )
@@ -125,18 +129,24 @@ def write_groups(uri: str, contract: str, target_column: str, out: str) -> Group
     if out_fs.get_file_info(out_path).type != pa.fs.FileType.NotFound:
         out_fs.delete_dir_contents(out_path)
     grouped.write_parquet(out_path, filesystem=out_fs)
-    totals = io.read_table(out, columns=["rows_in", "titles"])
+    totals = io.read_table(out, columns=["titles"])
     groups = Groups(
         uri=out,
         target_column=target_column,
         queries=totals.num_rows,
-        rows_in=int(pc.sum(totals["rows_in"]).as_py() or 0),
+        rows_in=rows_in,
         rows=int(pc.sum(pc.list_value_length(totals["titles"])).as_py() or 0),
     )
     if groups.queries == 0:
-        raise ValueError(f"{uri}: no row keeps the {contract} contract, nothing to train on")
-    io.write_json({"source": uri, "groups": groups.__dict__}, done)
+        raise ValueError(f"{uri}: none of its {rows_in} rows keeps the {contract} contract, nothing to train on")
+    io.write_json({"source": source, "groups": groups.__dict__}, done)
     return groups
+
+
+def _signature(uri: str) -> list[list]:
+    fs, _ = io.resolve(uri)
+    files = io.parquet_files(uri)
+    return [[info.path, info.size, info.mtime_ns] for info in fs.get_file_info(files)]
 
 
 def shard_datasets(groups: Groups) -> dict:

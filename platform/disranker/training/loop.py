@@ -89,6 +89,23 @@ class Task(Protocol):
         """Stage-specific numbers for the final metrics (example counts, packing, ...)."""
 
 
+class BackendTask:
+    """The state and export half of a ``Task`` for a task that steps ``self.backend`` (``training.ddp.DDPBackend`` or
+    DeepSpeed's) and exports with ``self.tokenizer``."""
+
+    backend: Any
+    tokenizer: Any
+
+    def save_state(self, folder: Path, rank: int) -> None:
+        self.backend.save_state(folder, rank)
+
+    def load_state(self, folder: Path) -> None:
+        self.backend.load_state(folder)
+
+    def export(self, folder: Path, rank: int) -> None:
+        self.backend.export(folder, self.tokenizer, rank)
+
+
 def run_loop(task: Task, settings: LoopSettings, fault: FaultInjection | None = None) -> None:
     """Train ``task`` to its ``total_steps`` on this worker, reporting checkpoints to Ray Train."""
     import ray.train
