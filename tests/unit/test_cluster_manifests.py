@@ -205,8 +205,10 @@ def test_rayjob(path):
         assert available >= scaling.num_workers * per_worker, f"{path.name}: {scaling.num_workers} GPU workers"
         for _, limits in gpus:
             assert quantity(limits["cpu"]) >= scaling.cpus_per_worker, f"{path.name}: pods smaller than a worker"
-    if getattr(config, "device", None) == "cuda":  # scored in the driver: it must sit on a GPU
-        assert spec.get("entrypointNumGpus", 0) >= 1 and gpus, f"{path.name}: device=cuda needs entrypointNumGpus"
+    if getattr(config, "device", None) == "cuda":  # scored in Ray tasks: a pod must hold their GPUs and CPUs
+        fits = [limits for _, limits in gpus if quantity(limits[GPU]) >= config.scoring_gpus > 0]
+        assert fits, f"{path.name}: device=cuda needs scoring_gpus that a GPU pod holds"
+        assert all(quantity(limits["cpu"]) >= (config.scoring_cpus or 1) for limits in fits), f"{path.name}: cpus"
 
 
 @pytest.mark.parametrize("path", of_kind("RayService"), ids=lambda p: p.name)

@@ -61,6 +61,7 @@ def comparison(tmp_path_factory):
             "models=[{name: bm25, kind: bm25}, {name: random, kind: random}, "
             f"{{name: teacher, kind: teacher, path: {teacher}}}, {{name: student, kind: student, path: {student}}}]",
             "batch_size=5",
+            "run_models_on=local",
         ],
     )
     out = compare.run(config)
@@ -166,6 +167,19 @@ def test_correlations_match_hand_computed_values_and_are_nan_for_constant_input(
 def test_bad_model_lists_are_rejected_naming_the_entry(models, message):
     with pytest.raises(ConfigError, match=re.escape(message)):
         load_config(compare.CompareConfig, None, ["judgments=j.parquet", f"models={models}"])
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["scoring_cpus=0"], "'scoring_cpus' must be > 0"),
+        (["device=cuda"], "'device' cuda on Ray needs 'scoring_gpus' > 0"),
+    ],
+)
+def test_bad_scoring_resources_are_rejected_naming_the_field(overrides, message):
+    models = "models=[{name: s, kind: student, path: s}]"
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_config(compare.CompareConfig, None, ["judgments=j.parquet", models, *overrides])
 
 
 @pytest.mark.parametrize("name", ["evaluate_models.yaml", "evaluate_models_smoke.yaml"])

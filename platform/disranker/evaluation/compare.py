@@ -17,6 +17,7 @@ Judgment rows that break the contract are not scored; their count is each model'
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import time
 from dataclasses import dataclass, field
@@ -71,6 +72,13 @@ class CompareConfig:
     mrr_min_label: int = 4  # MRR@10 looks for the exact synset (label 4) in the demo
     seed: int = 0  # the random baseline's seed, and of any freshly initialised score head (an untrained model)
     device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: cuda when available
+    # Where a teacher or student is scored. "ray": a Ray task of its own, in a fresh worker process holding
+    # `scoring_cpus` CPUs and `scoring_gpus` GPUs (on a cluster a worker node, not the job's driver; on one machine
+    # away from a pipeline driver that has run the training stages, which scored ~10x slower than a fresh process:
+    # docs/operations.md). "local": this process, no Ray (unit tests, a laptop without Ray).
+    run_models_on: Literal["ray", "local"] = "ray"
+    scoring_cpus: float | None = None  # None: every CPU of the largest node
+    scoring_gpus: float = 0.0
     demo: DemoCorpusConfig | None = None  # smoke runs: build the demo corpus here when missing
 
     def validate(self) -> None:
@@ -91,6 +99,12 @@ class CompareConfig:
                 raise ConfigError(f"'models[{i}].path' is required for a {entry.kind}: its model folder or spec")
             if entry.build_tiny and entry.kind not in ("teacher", "student"):
                 raise ConfigError(f"'models[{i}].build_tiny' only applies to a teacher or a student")
+        if self.scoring_cpus is not None and self.scoring_cpus <= 0:
+            raise ConfigError("'scoring_cpus' must be > 0 (or null: every CPU of the largest node)")
+        if self.scoring_gpus < 0:
+            raise ConfigError("'scoring_gpus' must be ≥ 0")
+        if self.device == "cuda" and self.run_models_on == "ray" and self.scoring_gpus == 0:
+            raise ConfigError("'device' cuda on Ray needs 'scoring_gpus' > 0: a Ray task without GPUs sees none")
         if self.batch_size < 1:
             raise ConfigError("'batch_size' must be ≥ 1")
         if self.max_length < 8:
@@ -157,9 +171,28 @@ def score_model(entry: ModelEntry, judgments: pa.Table, config: CompareConfig) -
         else:
             table = baselines.random_scores(judgments, seed=config.seed, model=entry.name)
         return table["score"].to_numpy(), time.perf_counter() - started
-    return score_pairs_with(
-        entry.kind, entry.path, judgments, config.batch_size, config.max_length, config.device, config.seed
-    )
+    args = (entry.kind, entry.path, judgments, config.batch_size, config.max_length, config.device, config.seed)
+    if config.run_models_on == "local":
+        return score_pairs_with(*args)
+    return _score_in_ray_task(args, config.scoring_cpus, config.scoring_gpus)
+
+
+def _score_in_ray_task(args: tuple, cpus: float | None, gpus: float) -> tuple[np.ndarray, float]:
+    """``score_pairs_with(*args)`` in a fresh Ray worker process (``max_calls=1``: no state of an earlier task)."""
+    import ray
+
+    from disranker.runtime import ensure_ray
+
+    ensure_ray()
+    if cpus is None:
+        cpus = max(node["Resources"].get("CPU", 0.0) for node in ray.nodes() if node["Alive"])
+    task = ray.remote(num_cpus=cpus, num_gpus=gpus, max_calls=1)(_score_with_threads)
+    return ray.get(task.remote(math.ceil(cpus), *args))
+
+
+def _score_with_threads(threads: int, *args) -> tuple[np.ndarray, float]:
+    torch.set_num_threads(threads)  # a fractional CPU share still gets one thread
+    return score_pairs_with(*args)
 
 
 def score_pairs_with(
