@@ -1,18 +1,16 @@
-"""Loss ablation of the distillation: Point-MSE only, Margin-MSE only and the hybrid, against the labels-only student.
+"""Loss ablation at the demo's budget: the hybrid loss against Point-MSE and Margin-MSE alone, on the demo's labels.
 
-Every variant starts from one distillation config (``--config`` + dotted overrides, as ``disranker distill`` takes)
-and changes only the loss (``loss.name`` = point | margin | hybrid, mode ``teacher``) or the targets (mode
-``labels_only``: the same student, loss and loop on the judgments' human grades). Each variant is trained once per
-seed with ``disranker.student.train.run`` for ``--max-steps`` steps, then scored on the test split; the table gives
-mean ± std over seeds of PNR and NDCG@10 (std with ddof=1; 0 for one seed). ``--teacher`` adds the teacher's own
-row and each variant's NDCG@10 as a share of it (the paper's goal: ≥ 97 %).
+A finished demo run (``make demo`` or ``benchmarks/demo_run.py``) holds the teacher, its labels of the pool sample and
+the distilled student. This script retrains that student, with the very config its ``disranker.json`` records and
+only ``loss.name`` and ``training.seed`` changed, for each loss (hybrid = L_point + λ·L_margin, point, margin) and
+seed; scores the teacher and every student with the comparison stage on ``--test-queries`` test queries (a seeded
+sample of the corpus's test split, never used for a choice); and reports per-query NDCG@10 with paired-bootstrap 95 %
+intervals (a loss's per-query value is its mean over seeds). The best single loss is picked on dev (each run's best
+dev epoch), not on test. The claim ``hybrid_minus_best_single`` goes into this JSON and, tagged with its source and
+pool size, into ``quality_study.json``'s ``claims``. Runs are seed by seed and the JSON is rewritten after each seed;
+a rerun skips finished students (their own lineage check).
 
-    python benchmarks/distill_ablation.py --config jobs/configs/distill_student.yaml --seeds 0 1 2 \
-        --max-steps 2000 --test outputs/demo/corpus/judgments/test.parquet --teacher outputs/demo/teacher/sft
-    # seconds-scale proof on the tiny corpus and tiny random models:
-    python benchmarks/distill_ablation.py --config jobs/configs/distill_student_smoke.yaml --seeds 0 --max-steps 20
-
-A finished run is skipped on a rerun (the stage's own lineage check), so an interrupted ablation resumes.
+    nohup python benchmarks/distill_ablation.py --demo-dir outputs/demo_run > outputs/ablation.log 2>&1 &
 """
 
 from __future__ import annotations
@@ -20,138 +18,122 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from disranker import lineage
-from disranker.config import load_config
+from disranker.config import from_dict, load_config
 from disranker.data import io
-from disranker.data.validate import validate_table
-from disranker.evaluation.metrics import evaluate_rankings
-from disranker.models.loading import load_student, load_teacher_scorer, score_pairs_student, score_pairs_teacher
-from disranker.models.text import TEACHER_MAX_LENGTH
-from disranker.student import train
+from disranker.evaluation import compare
+from disranker.evaluation.statistics import paired_bootstrap
+from disranker.pipeline import samples
+from disranker.student import train as student_train
 from disranker.student.config import DistillConfig
+from quality_claims import CLAIM_RULES, per_query_ndcg  # benchmarks/ is the script's folder, first on sys.path
 
-# (variant, mode, loss.name); labels_only keeps the base config's loss.
-VARIANTS = (("point", "teacher", "point"), ("margin", "teacher", "margin"), ("hybrid", "teacher", "hybrid"),
-            ("labels_only", "labels_only", None))  # fmt: skip
-METRICS = ("pnr", "ndcg@10")
+LOSSES = ("hybrid", "point", "margin")
+CLAIM = "hybrid_minus_best_single"
 
 
-def variant_config(base: DistillConfig, mode: str, loss: str | None, seed: int, max_steps: int, out: str):
-    """The base config with one variant's mode, loss, seed, step budget and output folder."""
+def student_config(demo_student: str, loss: str, seed: int, output_dir: str) -> DistillConfig:
+    """The demo student's recorded config with one loss and seed, written to ``output_dir``."""
+    base = from_dict(DistillConfig, lineage.read_lineage(demo_student)["config"])
     return dataclasses.replace(
         base,
-        output_dir=out,
-        mode=mode,
-        loss=base.loss if loss is None else dataclasses.replace(base.loss, name=loss),
-        training=dataclasses.replace(base.training, seed=seed, max_steps=max_steps),
+        output_dir=output_dir,
+        loss=dataclasses.replace(base.loss, name=loss),
+        training=dataclasses.replace(base.training, seed=seed),
     )
 
 
-def test_split(base: DistillConfig, given: str | None) -> str:
-    if given:
-        return given
-    if base.data.demo is not None and base.data.demo.output_dir:
-        return io.join(base.data.demo.output_dir, "judgments", "test.parquet")
-    raise SystemExit("--test is required when the config has no data.demo corpus to take the test split from")
+def summarize(compare_dirs: list[str], test: str, students: dict[str, str], seeds: list[int]) -> dict:
+    """Test metrics, per-loss seed means and the intervals; the best single loss chosen on dev."""
+    table = {k: v for d in compare_dirs for k, v in io.read_json(io.join(d, "metrics.json")).items()}
+    ndcg = {k: v for d in compare_dirs for k, v in per_query_ndcg(d, test).items()}
+    family = {loss: np.mean([ndcg[f"{loss}_s{s}"] for s in seeds], axis=0) for loss in LOSSES}
+    dev = {name: lineage.read_lineage(path)["metrics"]["best"]["value"] for name, path in students.items()}
+    dev_mean = {loss: float(np.mean([dev[f"{loss}_s{s}"] for s in seeds])) for loss in LOSSES}
+    best_single = max(("point", "margin"), key=dev_mean.get)
+    intervals = {
+        "hybrid_minus_point": paired_bootstrap(family["hybrid"], family["point"]),
+        "hybrid_minus_margin": paired_bootstrap(family["hybrid"], family["margin"]),
+        CLAIM: paired_bootstrap(family["hybrid"], family[best_single]),
+        "distilled_over_teacher": paired_bootstrap(family["hybrid"], ndcg["teacher"], statistic="ratio"),
+    }
+    rule, holds = CLAIM_RULES[CLAIM]
+    claim = {"name": CLAIM, **intervals[CLAIM].as_dict(), "holds": bool(holds(intervals[CLAIM].as_dict()))}
+    return {
+        "test_queries": len(ndcg["teacher"]),
+        "ndcg@10": {name: float(np.mean(v)) for name, v in {**ndcg, **family}.items()},
+        "metrics": {name: {k: table[name][k] for k in ("ndcg@10", "pnr", "mrr@10", "n_queries")} for name in table},
+        "dev_value": dev,
+        "dev_mean": dev_mean,
+        "best_single_loss": best_single,
+        "intervals": {name: interval.as_dict() for name, interval in intervals.items()},
+        "claim": {**claim, "rule": rule},
+    }
 
 
-def score_split(judgments, folder: str, kind: str, batch_size: int, max_length: int) -> dict:
-    """PNR and NDCG@10 (and the rest of evaluate_rankings) of one model on the test split."""
-    if kind == "student":
-        load, score = load_student, score_pairs_student
-    else:
-        load, score = load_teacher_scorer, score_pairs_teacher
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)  # a folder without a trained score head gets a fresh one: keep it reproducible
-        model, tokenizer = load(folder)
-    texts = [judgments[c].to_pylist() for c in ("query", "title", "summary")]
-    scores = score(model, tokenizer, *texts, batch_size=batch_size, max_length=max_length)
-    return evaluate_rankings(
-        judgments["query_id"].to_numpy(zero_copy_only=False), judgments["label"].to_numpy(), scores, mrr_min_label=4
-    )
-
-
-def summarize(runs: list[dict]) -> dict:
-    summary = {}
-    for metric in METRICS:
-        values = np.array([r[metric] for r in runs], dtype=np.float64)
-        summary[metric] = {"mean": float(values.mean()), "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0}
-    return summary
-
-
-def table(results: dict, teacher: dict | None) -> str:
-    header = f"{'variant':<12} {'runs':>4} {'PNR':>17} {'NDCG@10':>17}" + ("  % teacher NDCG@10" if teacher else "")
-    lines = [header, "-" * len(header)]
-    for name, result in results.items():
-        pnr, ndcg = result["summary"]["pnr"], result["summary"]["ndcg@10"]
-        row = f"{name:<12} {len(result['runs']):>4} {pnr['mean']:>8.4f} ± {pnr['std']:<6.4f} "
-        row += f"{ndcg['mean']:>8.4f} ± {ndcg['std']:<6.4f}"
-        if teacher:
-            row += f"  {100 * ndcg['mean'] / max(teacher['ndcg@10'], 1e-12):>17.1f}"
-        lines.append(row)
-    if teacher:
-        lines.append(f"{'teacher':<12} {1:>4} {teacher['pnr']:>8.4f}{'':>9} {teacher['ndcg@10']:>8.4f}{'':>9}")
-    return "\n".join(lines)
+def merge_claim(claim: dict, study_json: Path, source: str, pool_queries: int) -> None:
+    """Put the ablation's claim into the quality study's ``claims``, saying where and at which pool it was measured."""
+    if not study_json.is_file():
+        return
+    study = json.loads(study_json.read_text())
+    tagged = {**claim, "source": source, "pool_queries": pool_queries}
+    study["claims"] = [c for c in study.get("claims", []) if c["name"] != CLAIM] + [tagged]
+    study_json.write_text(json.dumps(study, indent=2) + "\n")
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", required=True, help="distillation config every variant starts from")
-    parser.add_argument("overrides", nargs="*", help="dotted overrides of that config, e.g. data.labels=…")
+    parser.add_argument("--demo-dir", default="outputs/demo_run", help="a finished demo run's output_dir")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--max-steps", type=int, default=200, help="optimizer steps per run")
-    parser.add_argument("--variants", nargs="+", default=[v[0] for v in VARIANTS], choices=[v[0] for v in VARIANTS])
-    parser.add_argument("--test", help="test judgments; default: the config's demo corpus test split")
-    parser.add_argument("--teacher", help="teacher *ForSequenceClassification folder: adds its row and % of it")
-    parser.add_argument("--teacher-max-length", type=int, default=TEACHER_MAX_LENGTH, help="as the labels were scored")
-    parser.add_argument("--work-dir", default="outputs/ablation", help="one student folder per variant and seed")
+    parser.add_argument("--test-queries", type=int, default=300)
+    parser.add_argument("--sample-seed", type=int, default=0)
+    parser.add_argument("--work-dir", default="outputs/bench/ablation")
     parser.add_argument("--out", default="benchmarks/results/distill_ablation.json")
+    parser.add_argument("--study-json", default="benchmarks/results/quality_study.json")
     args = parser.parse_args(argv)
-
-    base = load_config(DistillConfig, args.config, args.overrides)
-    started = time.perf_counter()
-    results: dict[str, dict] = {}
-    test_uri = None
-    for name, mode, loss in (v for v in VARIANTS if v[0] in args.variants):
-        runs = []
-        for seed in args.seeds:
-            out = str(Path(args.work_dir) / f"{name}-seed{seed}")
-            folder = train.run(variant_config(base, mode, loss, seed, args.max_steps, out))
-            # The stage's own record: still right when a finished run was skipped on a rerun.
-            train_s = (lineage.read_lineage(folder) or {}).get("metrics", {}).get("wall_s", float("nan"))
-            test_uri = test_uri or test_split(base, args.test)  # the demo corpus exists once a run has built it
-            judgments = validate_table(io.read_table(test_uri), "judgments").valid
-            metrics = score_split(judgments, folder, "student", base.training.eval_batch_size, base.student.max_length)
-            runs.append({"seed": seed, "output_dir": folder, "train_s": round(train_s, 1), **metrics})
-            print(f"{name} seed {seed}: PNR {metrics['pnr']:.4f} NDCG@10 {metrics['ndcg@10']:.4f} ({train_s:.0f} s)")
-        results[name] = {"mode": mode, "loss": loss or base.loss.name, "runs": runs, "summary": summarize(runs)}
-    teacher = None
-    if args.teacher:
-        judgments = validate_table(io.read_table(test_uri), "judgments").valid
-        teacher = score_split(
-            judgments, args.teacher, "teacher", base.training.eval_batch_size, args.teacher_max_length
-        )
-
-    print(table(results, teacher))
-    report = {
-        "config": args.config,
-        "overrides": args.overrides,
-        "seeds": args.seeds,
-        "max_steps": args.max_steps,
-        "test": test_uri,
-        "teacher": {"path": args.teacher, **teacher} if teacher else None,
-        "variants": results,
-        "wall_s": round(time.perf_counter() - started, 1),
-    }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=1))
-    print(f"written to {args.out}")
+    demo_dir, work = io.absolute(args.demo_dir), io.absolute(args.work_dir)
+    demo_student = io.join(demo_dir, "student")
+    record = lineage.read_lineage(demo_student)
+    if record is None:
+        raise SystemExit(f"{demo_student} holds no finished student: run the demo first")
+    test_source = io.join(demo_dir, "corpus", "judgments", "test.parquet")
+    test = samples.write_sample(test_source, f"{work}/samples/test", args.test_queries, args.sample_seed)
+    students: dict[str, str] = {}
+    # The teacher is scored once; each seed's students in a comparison of their own.
+    entries = [{"name": "teacher", "kind": "teacher", "path": io.join(demo_dir, "teacher", "sft")}]
+    compare_dirs = []
+    for done, seed in enumerate(args.seeds, start=1):
+        for loss in LOSSES:
+            config = student_config(demo_student, loss, seed, f"{work}/{loss}_s{seed}")
+            students[f"{loss}_s{seed}"] = student_train.run(config)
+            entries.append({"name": f"{loss}_s{seed}", "kind": "student", "path": students[f"{loss}_s{seed}"]})
+        compare_dirs.append(compare.run(load_config(compare.CompareConfig, "jobs/configs/evaluate_models.yaml", [
+            f"output_dir={work}/compare_s{seed}", f"judgments={test}", f"models={json.dumps(entries)}",
+            "max_length=96", "batch_size=16",
+        ])))  # fmt: skip
+        entries = []
+        seeds = args.seeds[:done]
+        result = summarize(compare_dirs, test, students, seeds)
+        labels = record["config"]["data"]["labels"]
+        report = {
+            "demo_dir": demo_dir,
+            "labels": labels,
+            "pool_queries": samples.query_count(io.join(demo_dir, "samples", "pool")),
+            "seeds": seeds,
+            "student_seconds": {n: lineage.read_lineage(p)["metrics"]["wall_s"] for n, p in students.items()},
+            **result,
+        }
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+        for name, interval in result["intervals"].items():
+            print(f"{len(seeds)} seeds  {name:<26} {interval['value']:+.4f} "
+                  f"[{interval['ci_low']:+.4f}, {interval['ci_high']:+.4f}]", flush=True)  # fmt: skip
+    merge_claim(result["claim"], Path(args.study_json), Path(args.out).name, report["pool_queries"])
+    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

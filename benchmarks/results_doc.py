@@ -84,7 +84,8 @@ def quality_study(data: dict) -> list[str]:
     for c in data["claims"]:
         number = "{:.4f}" if c["name"].endswith("_over_teacher") else "{:+.4f}"  # a ratio, or a difference
         value, low, high = (number.format(c[k]) for k in ("value", "ci_low", "ci_high"))
-        lines.append(f"| {c['name']} | {value} | [{low}, {high}] | {c['rule']} | {'yes' if c['holds'] else '**no**'} |")
+        name = f"{c['name']} ({c['source']}, {c['pool_queries']} pool queries)" if "source" in c else c["name"]
+        lines.append(f"| {name} | {value} | [{low}, {high}] | {c['rule']} | {'yes' if c['holds'] else '**no**'} |")
     missing = [name for name in CLAIMS if name not in {c["name"] for c in data["claims"]}]
     if missing:
         lines += ["", f"Not measured in this run: {', '.join(missing)}."]
@@ -136,6 +137,30 @@ def pool_sizes(results: Path) -> list[str]:
     return lines
 
 
+def distill_ablation(data: dict) -> list[str]:
+    seeds = ", ".join(map(str, data["seeds"]))
+    lines = [
+        "## Loss ablation (`benchmarks/distill_ablation.py`)",
+        "",
+        f"The demo run's teacher and its labels of {data['pool_queries']} pool queries; the demo's distilled-student "
+        f"config with only the loss and the seed changed (seeds {seeds}); {data['test_queries']} test queries (a "
+        "seeded sample of the test split). The best single loss is picked on dev "
+        f"(`{data['best_single_loss']}`); intervals: paired bootstrap over test queries, 95 %, on the seed means.",
+        "",
+        "| loss | test NDCG@10 | dev value (mean over seeds) |",
+        "|---|---|---|",
+    ]
+    for loss, dev in data["dev_mean"].items():
+        lines.append(f"| {loss} | {data['ndcg@10'][loss]:.4f} | {dev:.4f} |")
+    lines.append(f"| teacher | {data['ndcg@10']['teacher']:.4f} | |")
+    lines += ["", "| difference | value | 95 % interval |", "|---|---|---|"]
+    for name, i in data["intervals"].items():
+        number = "{:.4f}" if name.endswith("_over_teacher") else "{:+.4f}"
+        lines.append(f"| {name} | {number.format(i['value'])} | [{number.format(i['ci_low'])}, "
+                     f"{number.format(i['ci_high'])}] |")  # fmt: skip
+    return lines
+
+
 CLAIMS = (
     "teacher_minus_labels_only",
     "distilled_minus_labels_only",
@@ -147,6 +172,7 @@ SECTIONS = {
     "demo.json": demo_run,
     "teacher_speed.json": teacher_speed,
     "quality_study.json": quality_study,
+    "distill_ablation.json": distill_ablation,
     "labeling.json": labeling,
     "serve_load.json": serve_load,
     "serve_load_onnx_int8.json": serve_load,

@@ -8,6 +8,7 @@ the kill, finish every stage, print the table, and leave a lineage chain from th
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -29,6 +30,9 @@ MODELS = ["bm25", "random", "teacher", "student_labels_only", "student_distilled
 def overrides(out: Path, wordnet_dir: str) -> list[str]:
     # Small shards so labeling spans several of them and the kill lands between the first and the last.
     return [f"output_dir={out}", f"corpus.wordnet_dir={wordnet_dir}", 'stages.label.overrides=["rows_per_shard=50"]']
+
+
+STAGE_LINE = re.compile(r"\d\d:\d\d:\d\d  \w+ (…|done in \d+\.\d s: .+)")
 
 
 def kill_tree(process: subprocess.Popen) -> None:
@@ -65,6 +69,13 @@ def start_and_kill_during_labeling(out: Path, wordnet_dir: str) -> None:
         if process.poll() is None:
             kill_tree(process)
     assert not lineage.is_complete(str(out / "labels"), (lineage.read_lineage(str(out / "labels")) or {}).get("id", ""))
+    # The terminal got the log file's name and one line per stage start and end; Ray's and the libraries' output
+    # (worker lines, load reports, warnings) went to that file.
+    printed = log_path.read_text().splitlines()
+    assert printed[0] == f"logs: {out / 'logs' / 'pipeline.log'}", printed[:5]
+    assert all(STAGE_LINE.fullmatch(line) for line in printed[1:]), printed
+    assert "teacher_sft done in" in printed[-2] and printed[-1].endswith("label …")
+    assert "RayTrainWorker" in (out / "logs" / "pipeline.log").read_text()
 
 
 def created(out: Path, stage: str) -> str:

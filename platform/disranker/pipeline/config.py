@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from disranker.config import ConfigError, load_config
 from disranker.data import demo
@@ -138,6 +138,9 @@ class PipelineConfig:
     corpus: demo.DemoCorpusConfig = field(default_factory=demo.DemoCorpusConfig)
     samples: SampleSection = field(default_factory=SampleSection)
     stages: StagesSection = field(default_factory=StagesSection)
+    # stages: the terminal shows one line per stage start and end, everything else goes to <output_dir>/logs/
+    # (pipeline.console); all: every library's and Ray worker's output on the terminal as it comes.
+    console: Literal["stages", "all"] = "stages"
 
 
 def load_stage(config: PipelineConfig, name: str, wiring: dict[str, Any]) -> Any:

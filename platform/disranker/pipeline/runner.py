@@ -22,6 +22,7 @@ from disranker.evaluation.report import metrics_table
 from disranker.labeling import pipeline as labeling
 from disranker.pipeline import samples
 from disranker.pipeline.config import PipelineConfig, load_stage
+from disranker.pipeline.console import StageConsole, stage_console
 from disranker.student import train as student_train
 from disranker.teacher import train as teacher_train
 
@@ -77,13 +78,42 @@ def run(config: PipelineConfig) -> PipelineResult:
     # Every stage config is checked before the first stage runs, so a bad key fails in seconds, not after training.
     stages = _stage_configs(config, corpus, sample_dirs, unlabeled)
 
+    with stage_console(out, quiet=config.console == "stages") as console:
+        folders, seconds = _run_stages(config, console, corpus_config, sample_plan, sample_dirs, unlabeled, stages)
+    metrics = io.read_json(io.join(folders["compare"], "metrics.json"))
+    stats = io.read_json(io.join(corpus, "stats.json"))
+    result = PipelineResult(out, corpus, stats, folders, metrics, seconds)
+    # In its own folder, not in output_dir itself: stages look for their inputs' records in the folders above them,
+    # and a record at the top would become every tiny model's "parent" and change their ids on the next run.
+    summary_dir = io.join(out, "pipeline")
+    io.write_text(result.summary() + "\n", io.join(summary_dir, "summary.txt"))
+    compare_record = lineage.read_lineage(folders["compare"]) or {}
+    record = {"models": metrics, "stage_seconds": {name: round(value, 1) for name, value in seconds.items()}}
+    lineage.write_lineage(
+        summary_dir, "pipeline", to_dict(config), parents=[compare_record.get("id", "")], metrics=record
+    )
+    return result
+
+
+def _run_stages(
+    config: PipelineConfig,
+    console: StageConsole,
+    corpus_config: demo.DemoCorpusConfig,
+    sample_plan: dict[str, tuple[str, int | None]],
+    sample_dirs: dict[str, str],
+    unlabeled: str,
+    stages: dict,
+) -> tuple[dict[str, str], dict[str, float]]:
+    """Every stage in order: each one's output folder and wall time."""
     folders: dict[str, str] = {}
     seconds: dict[str, float] = {}
+    sampled = config.samples
 
     def timed(name: str, step, *args) -> str:
-        started = time.perf_counter()
+        started = console.started(name)
         folders[name] = step(*args)
         seconds[name] = time.perf_counter() - started
+        console.finished(name, started, folders[name])
         return folders[name]
 
     timed("corpus", demo.run, corpus_config)
@@ -107,20 +137,7 @@ def run(config: PipelineConfig) -> PipelineResult:
         ("compare", compare.run),
     ):
         timed(name, step, stages[name])
-
-    metrics = io.read_json(io.join(folders["compare"], "metrics.json"))
-    stats = io.read_json(io.join(corpus, "stats.json"))
-    result = PipelineResult(out, corpus, stats, folders, metrics, seconds)
-    # In its own folder, not in output_dir itself: stages look for their inputs' records in the folders above them,
-    # and a record at the top would become every tiny model's "parent" and change their ids on the next run.
-    summary_dir = io.join(out, "pipeline")
-    io.write_text(result.summary() + "\n", io.join(summary_dir, "summary.txt"))
-    compare_record = lineage.read_lineage(folders["compare"]) or {}
-    record = {"models": metrics, "stage_seconds": {name: round(value, 1) for name, value in seconds.items()}}
-    lineage.write_lineage(
-        summary_dir, "pipeline", to_dict(config), parents=[compare_record.get("id", "")], metrics=record
-    )
-    return result
+    return folders, seconds
 
 
 def _stage_configs(config: PipelineConfig, corpus: str, sample_dirs: dict[str, str], to_label: str) -> dict:
