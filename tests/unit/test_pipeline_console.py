@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 import sys
 
@@ -31,6 +32,7 @@ def test_quiet_console_shows_stage_lines_and_logs_the_rest(tmp_path, capsys, ray
         started = console.started("teacher_cpt")
         print("(RayTrainWorker pid=1) Loading weights: 100%")
         sys.stderr.write("a forwarded worker warning\n")
+        os.write(2, b"core_worker.cc: a C++ log line\n")
         logger.info("Running Dataset")
         console.finished("teacher_cpt", started, "/out/teacher/cpt")
     shown = capsys.readouterr()
@@ -40,7 +42,7 @@ def test_quiet_console_shows_stage_lines_and_logs_the_rest(tmp_path, capsys, ray
     assert re.fullmatch(r"\d\d:\d\d:\d\d  teacher_cpt done in \d+\.\d s: /out/teacher/cpt", lines[2])
     assert len(lines) == 3 and shown.err == ""
     logged = (tmp_path / "logs" / "pipeline.log").read_text()
-    assert "Loading weights: 100%" in logged and "a forwarded worker warning" in logged
+    assert "Loading weights: 100%" in logged and "a forwarded worker warning" in logged and "C++ log line" in logged
     assert "ray.data INFO Running Dataset" in logged
     streams = [h for h in logger.handlers if type(h) is logging.StreamHandler]
     assert console_handler.level == logging.NOTSET and streams == [console_handler]  # restored afterwards

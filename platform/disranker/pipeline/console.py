@@ -7,13 +7,15 @@ on stderr and the traceback follows as usual. ``console: all`` in the config tur
 
 Why by redirecting ``sys.stdout``/``sys.stderr`` rather than configuring each library: Ray prints forwarded worker
 output to whatever ``sys.stdout``/``sys.stderr`` are at the time, and tqdm and ``warnings`` do the same, so one
-redirect catches them all; only loggers holding a stream handler made earlier need their level raised.
+redirect catches them all; only loggers holding a stream handler made earlier need their level raised. Ray's C++
+core writes to file descriptor 2 directly, so that descriptor points at the log file too while the job runs.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -60,18 +62,26 @@ def stage_console(output_dir: str, quiet: bool) -> Iterator[StageConsole]:
         handler = logging.StreamHandler(log)
         handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
         quieted, detached = _route_loggers(handler, (terminal, errors, sys.__stdout__, sys.__stderr__))
+        errors.flush()
+        saved_fd2 = os.dup(2)  # Ray's C++ core logs to file descriptor 2 itself, past sys.stderr
+        os.dup2(log.fileno(), 2)
+        failed = False
         try:
             with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
                 yield StageConsole(terminal)
         except BaseException:
-            print(f"the main job failed; the full log: {log_file}", file=errors, flush=True)
+            failed = True
             raise
         finally:
+            os.dup2(saved_fd2, 2)
+            os.close(saved_fd2)
             for console_handler, level in quieted:
                 console_handler.setLevel(level)
             for logger in detached:
                 logger.removeHandler(handler)
             _rehome_handlers(log, errors)
+            if failed:
+                print(f"the main job failed; the full log: {log_file}", file=errors, flush=True)
 
 
 def _rehome_handlers(log: TextIO, errors: TextIO) -> None:
