@@ -13,7 +13,14 @@ import json
 import re
 from pathlib import Path
 
-from results_platform import faults, labeling, onnx_agreement, scale, serve_load  # benchmarks/ is first on sys.path
+from results_platform import (  # benchmarks/ is first on sys.path
+    cluster_sizing,
+    faults,
+    labeling,
+    onnx_agreement,
+    scale,
+    serve_load,
+)
 
 RESULTS = Path("benchmarks/results")
 
@@ -179,6 +186,7 @@ SECTIONS = {
     "onnx_agreement.json": onnx_agreement,
     "faults.json": faults,
     "scale.json": scale,
+    "cluster_sizing.json": cluster_sizing,
 }
 # Files read by another section (the pool-size table) or kept as the record of a superseded measurement.
 COVERED = {"quality_study_pool200.json"}

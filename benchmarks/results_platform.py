@@ -147,3 +147,36 @@ def scale(data: dict) -> list[str]:
         verdict = "holds" if fault["holds"] else "FAILS"
         lines.append(f"- **{fault['fault']}** ({details}): {fault['checked']}: {verdict}")
     return lines
+
+
+def cluster_sizing(data: dict) -> list[str]:
+    m, p = data["measured"], data["projection"]
+    u = p["utilisation"]
+    lines = [
+        "## Cluster sizing on paper (`benchmarks/cluster_sizing.py`)",
+        "",
+        f"Measured here: the demo's labeling (its SFT teacher, {m['non_embedding_params'] / 1e6:.0f} M non-embedding "
+        f"parameters, {m['precision']}, "
+        f"{m['actors']} actors × {m['cpus_per_actor']} CPU) scored {m['pairs_per_s']:.1f} pairs/s reading "
+        f"{m['tokens_read_per_pair']:.1f} tokens per pair ({m['tokens_per_pair']:.1f} per pair, of which "
+        f"{m['prompt_tokens_per_pair']:.1f} the query prompt, read once for {m['docs_per_query']:.0f} documents): "
+        f"{m['achieved_flop_s'] / 1e9:.0f} GFLOP/s, {100 * m['share_of_matmul_rate']:.0f} % of this CPU's "
+        f"{m['matmul_bf16_flop_s'] / 1e9:.0f} GFLOP/s bf16 matmul rate (load average {m['loadavg'][0]:.1f}).",
+        "",
+        f"Assumed for the paper's {p['pairs'] / 1e6:.0f} M pairs: a teacher of {p['non_embedding_params'] / 1e9:.1f} B "
+        f"non-embedding parameters (Qwen2.5-7B class), {p['tokens_per_pair']} tokens per pair, no prompt sharing, "
+        f"{p['flop_per_pair'] / 1e12:.1f} TFLOP per pair; vLLM's pooling runner at {u['assumed']} of the GPU's bf16 "
+        f"dense peak (range {u['low']}–{u['high']}; the CPU labeling above reached "
+        f"{m['share_of_matmul_rate']:.2f} of its matmul rate). One actor per GPU.",
+        "",
+        f"| GPU | GPUs | pairs/s at {u['assumed']} | hours at {u['low']} / {u['assumed']} / {u['high']} | settings |",
+        "|---|---|---|---|---|",
+    ]
+    for row in p["rows"]:
+        h, s = row["hours"], row["settings"]
+        settings = ", ".join(f"`{k}={v}`" for k, v in s.items() if k not in ("scaling.use_gpu", "scoring.backend"))
+        lines.append(f"| {row['gpu']} | {row['gpus']} | {row['pairs_per_s']:,.0f} | {h['low']:.1f} / "
+                     f"{h['assumed']:.1f} / {h['high']:.1f} | {settings} |")  # fmt: skip
+    lines += ["", "All rows: `scaling.use_gpu=true scoring.backend=vllm`; `rows_per_shard` is about two minutes of one "
+              "GPU's work, what a crashed actor redoes."]  # fmt: skip
+    return lines

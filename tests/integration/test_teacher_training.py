@@ -114,3 +114,30 @@ def test_sft_killed_mid_epoch_or_in_its_dev_pass_ends_with_the_uninterrupted_wei
         assert finals[name]["best"] == finals["uninterrupted"]["best"]
         for key, value in weights["uninterrupted"].items():
             np.testing.assert_allclose(weights[name][key].numpy(), value.numpy(), atol=1e-6, err_msg=key)
+
+
+def test_lora_sft_trains_adapters_and_exports_a_merged_scorer(ray_start_2_cpus, workdir):
+    # Two gloo workers, adapters on the attention projections, the score head in full, lr high enough for 3 epochs.
+    config = smoke_config(
+        "sft", workdir, "training.epochs=3", "training.lr=5e-3", "run.checkpoint_every_steps=100",
+        f"output_dir={workdir / 'sft_lora'}", "model.lora={r: 4, alpha: 8, target_modules: [q_proj, v_proj]}",
+    )  # fmt: skip
+    out = train.run(config)
+
+    final = lineage.read_lineage(out)["metrics"]
+    losses = [point["loss"] for point in final["loss_curve"]]
+    assert np.mean(losses[-3:]) < np.mean(losses[:3])
+    assert 0 < final["trainable_params"] < final["total_params"] / 10
+    weights = load_file(f"{out}/model.safetensors")
+    assert "score.weight" in weights and not any("lora" in key or "base_layer" in key for key in weights)
+    start = load_file(f"{workdir / 'tiny'}/model.safetensors")
+    key = next(k for k in weights if k.endswith("self_attn.q_proj.weight"))
+    assert not np.allclose(weights[key], start[key])  # the adapters are merged into the exported projections
+    key = next(k for k in weights if k.endswith("mlp.up_proj.weight"))
+    assert np.array_equal(weights[key], start[key])  # what had no adapter is the base model's
+
+    dev = io.read_table(workdir / "corpus" / "judgments" / "dev.parquet")
+    model, tokenizer = load_teacher_scorer(out)
+    scores = score_pairs_teacher(model, tokenizer, *pair_texts(dev), max_length=config.training.max_length)
+    qids, labels = np.asarray(dev["query_id"].to_pylist(), dtype=object), dev["label"].to_numpy()
+    assert metrics.pnr(qids, labels, scores) == pytest.approx(final["best"]["pnr"], rel=1e-4)

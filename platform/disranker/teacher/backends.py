@@ -13,6 +13,7 @@ import torch
 from torch import distributed as dist
 
 from disranker.models import precision
+from disranker.models.lora import exportable
 from disranker.teacher.config import TeacherConfig, deepspeed_preset_text
 from disranker.training.ddp import DDPBackend
 
@@ -53,7 +54,7 @@ class DeepSpeedBackend:
         # ZeRO-3 partitions the weights: gather one consolidated 16-bit state dict (a collective, every rank calls it).
         state_dict = self.engine._zero3_consolidated_16bit_state_dict() if self.zero3 else None
         if rank == 0:
-            self.module.save_pretrained(folder, state_dict=state_dict)
+            exportable(self.module).save_pretrained(folder, state_dict=state_dict)
             tokenizer.save_pretrained(folder)
 
 
@@ -103,13 +104,15 @@ def build_optimizer(model, config: TeacherConfig) -> torch.optim.AdamW:
 
 
 def param_groups(model, training) -> list[dict]:
-    """The decoder at ``lr`` and, with ``head_lr`` set, the ``score`` layer at ``head_lr`` (one schedule for both)."""
+    """The decoder at ``lr`` and, with ``head_lr`` set, the ``score`` layer at ``head_lr`` (one schedule for both).
+    Only parameters that require grad: with LoRA, the adapters and the head."""
+    trainable = [p for p in model.parameters() if p.requires_grad]
     head = getattr(model, "score", None)
     if training.head_lr is None or head is None:
-        return [{"params": list(model.parameters())}]
+        return [{"params": trainable}]
     head_ids = {id(p) for p in head.parameters()}
-    body = [p for p in model.parameters() if id(p) not in head_ids]
-    return [{"params": body}, {"params": list(head.parameters()), "lr": training.head_lr}]
+    body = [p for p in trainable if id(p) not in head_ids]
+    return [{"params": body}, {"params": [p for p in trainable if id(p) in head_ids], "lr": training.head_lr}]
 
 
 def make_backend(config: TeacherConfig, model, optimizer, scheduler):

@@ -14,6 +14,7 @@ from typing import Literal
 from disranker.config import ConfigError
 from disranker.data import io
 from disranker.data.demo import DemoCorpusConfig
+from disranker.models.lora import LoraSection
 from disranker.models.precision import Precision
 from disranker.runtime import RunSection, ScalingSection
 from disranker.teacher.losses import RANK_LOSSES
@@ -24,6 +25,9 @@ class ModelSection:
     spec: str = "packaged:smollm2"  # HF folder, URI or "packaged:smollm2"; for SFT usually the CPT output folder
     trust_remote_code: bool = False  # only for model repos whose code you have read
     build_tiny: bool = False  # smoke runs: build a tiny random Llama at `spec` (a folder) when it is missing
+    # None: full fine-tuning. Set: LoRA adapters on these modules (SFT also trains the score head in full); the export
+    # merges them, so the folder loads as an ordinary model (models.lora).
+    lora: LoraSection | None = None
 
 
 @dataclass
@@ -105,6 +109,8 @@ class TeacherConfig:
     deepspeed: DeepSpeedSection | None = None  # None: plain DDP
 
     def validate(self) -> None:
+        if self.model.lora is not None and self.deepspeed is not None and self.deepspeed.preset == "zero3":
+            raise ConfigError("'model.lora' with the zero3 preset is not supported: use zero2 (or plain DDP)")
         if self.data.demo is None:
             needed = ("clicks",) if self.stage == "cpt" else ("train", "dev")
             for key in needed:

@@ -17,6 +17,7 @@ import torch
 
 from disranker import lineage
 from disranker.config import from_dict
+from disranker.models.lora import parameter_counts, with_lora
 from disranker.models.packing import PackedRows, packed_scores, packing_unsupported_reason
 from disranker.teacher import data, dev_scoring
 from disranker.teacher.config import TeacherConfig
@@ -71,6 +72,9 @@ class TeacherTask(BackendTask):
         packing_off = _packing_off_reason(config, model)
         if packing_off and self.rank == 0:
             logger.warning("SFT runs one padded row per document: %s", packing_off)
+        if config.model.lora is not None:
+            model = with_lora(model, config.model.lora, scorer=config.stage == "sft")
+        self.parameters = parameter_counts(model)
         self.epochs = Epochs(config, self.tokenizer, self.rank, self.world, packed=packing_off is None)
         self.steps_per_epoch = self.epochs.steps_per_epoch
         self.total_steps = min(self.steps_per_epoch * training.epochs, training.max_steps or math.inf)
@@ -94,7 +98,7 @@ class TeacherTask(BackendTask):
         return dev_scoring.dev_metrics(dev, scores)
 
     def summary(self) -> dict:
-        summary = {"n_examples": self.epochs.n_examples, "packed": self.epochs.packed}
+        summary = {"n_examples": self.epochs.n_examples, "packed": self.epochs.packed, **self.parameters}
         if self.config.stage == "sft":  # a query whose docs all share one label gives no pair
             summary["queries_without_pairs"] = self.epochs.group_stats.queries - self.epochs.group_stats.groups
         return summary

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from disranker.models import precision as precisions
+from disranker.models.lora import exportable
 
 
 class DDPBackend:
@@ -68,7 +69,7 @@ class DDPBackend:
 
     def export(self, folder: Path, tokenizer, rank: int) -> None:
         if rank == 0:
-            self.module.save_pretrained(folder)
+            exportable(self.module).save_pretrained(folder)  # LoRA adapters merged (models.lora)
             tokenizer.save_pretrained(folder)
 
     def _stateful(self) -> dict:
