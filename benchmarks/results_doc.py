@@ -144,6 +144,29 @@ def pool_sizes(results: Path) -> list[str]:
     return lines
 
 
+def teacher_lora(data: dict) -> list[str]:
+    full, lora = data["runs"]
+    ratio = data["lora_over_full"]
+    lines = [
+        "## LoRA teacher (`benchmarks/teacher_lora.py`)",
+        "",
+        f"The demo run's SFT config (`{data['sft_config_from']}`), the same steps, full fine-tuning against LoRA "
+        f"(r {lora['lora']['r']}, alpha {lora['lora']['alpha']}, dropout {lora['lora']['dropout']}, on "
+        f"{', '.join(lora['lora']['target_modules'])}; the score head in full; lr {lora['lr']} vs {full['lr']}). "
+        f"Load average at the end {data['loadavg_end'][0]:.1f} (both runs beside the same other job).",
+        "",
+        "| mode | trainable parameters | s / step | train worker peak RSS MiB | dev NDCG@10 (best epoch) | last loss |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in (full, lora):
+        peak, best = r["peak_rss_mb"]["train worker"], r["dev_best"]["ndcg@10"]
+        lines.append(f"| {r['mode']} | {r['trainable_params']:,} of {r['total_params']:,} | {r['s_per_step']:.2f} | "
+                     f"{peak:,} | {best:.4f} | {r['last_loss']:.3f} |")  # fmt: skip
+    lines += ["", f"LoRA / full: {ratio['s_per_step']:.2f}× the time per step, {ratio['worker_peak_rss']:.2f}× the "
+              f"worker's peak memory, {ratio['trainable_params']:.4f}× the trainable parameters."]  # fmt: skip
+    return lines
+
+
 def distill_ablation(data: dict) -> list[str]:
     seeds = ", ".join(map(str, data["seeds"]))
     lines = [
@@ -178,6 +201,7 @@ CLAIMS = (
 SECTIONS = {
     "demo.json": demo_run,
     "teacher_speed.json": teacher_speed,
+    "teacher_lora.json": teacher_lora,
     "quality_study.json": quality_study,
     "distill_ablation.json": distill_ablation,
     "labeling.json": labeling,

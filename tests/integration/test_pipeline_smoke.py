@@ -93,6 +93,18 @@ def lineage_chain(folder: Path, root: Path) -> list[str]:
     return chain
 
 
+def mlflow_stages(out: Path) -> dict[str, str]:
+    """The newest pipeline run's children in the job's MLflow store: stage name → the lineage id it was logged with."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{out}/mlflow.db")
+    experiment = client.get_experiment_by_name("disranker").experiment_id
+    parent = client.search_runs([experiment], "tags.`mlflow.runName` = 'pipeline'", order_by=["start_time DESC"])[0]
+    children = client.search_runs([experiment], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
+    assert parent.info.status == "FINISHED"
+    return {run.info.run_name: run.data.tags["lineage_id"] for run in children}
+
+
 def test_pipeline_killed_during_labeling_resumes_without_redoing_finished_stages(tmp_path, wordnet_dir, request):
     out = tmp_path / "pipeline"
     start_and_kill_during_labeling(out, wordnet_dir)
@@ -122,6 +134,7 @@ def test_pipeline_killed_during_labeling_resumes_without_redoing_finished_stages
     assert lineage_chain(out / "student", out) == ["distill", "labeling", "teacher_sft", "teacher_cpt", "demo_corpus"]
 
     assert (out / "pipeline" / "summary.txt").read_text().strip() == summary
+    assert mlflow_stages(out) == {name: lineage.read_lineage(folder)["id"] for name, folder in result.folders.items()}
     stages = ("corpus", "teacher/cpt", "teacher/sft", "labels", "student", "student_labels_only", "compare")
     stamps = {stage: created(out, stage) for stage in stages}
     run(config)  # a third run finds every stage complete

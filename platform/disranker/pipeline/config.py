@@ -19,6 +19,7 @@ from disranker.evaluation.compare import CompareConfig
 from disranker.labeling.config import LabelConfig
 from disranker.student.config import DistillConfig
 from disranker.teacher.config import TeacherConfig
+from disranker.tracking import TrackingSection
 
 # Keys each stage gets from the pipeline (where its inputs and outputs are, and which mode it runs in).
 WIRED_KEYS: dict[str, tuple[str, ...]] = {
@@ -141,6 +142,9 @@ class PipelineConfig:
     # stages: the terminal shows one line per stage start and end, everything else goes to <output_dir>/logs/
     # (pipeline.console); all: every library's and Ray worker's output on the terminal as it comes.
     console: Literal["stages", "all"] = "stages"
+    # MLflow: one run for the job, a child run per stage made from its disranker.json (disranker.tracking); the default
+    # store is sqlite:///<output_dir>/mlflow.db; null: no tracking.
+    tracking: TrackingSection | None = field(default_factory=TrackingSection)
 
 
 def load_stage(config: PipelineConfig, name: str, wiring: dict[str, Any]) -> Any:

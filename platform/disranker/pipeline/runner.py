@@ -25,6 +25,7 @@ from disranker.pipeline.config import PipelineConfig, load_stage
 from disranker.pipeline.console import StageConsole, stage_console
 from disranker.student import train as student_train
 from disranker.teacher import train as teacher_train
+from disranker.tracking import Tracker
 
 TABLE_COLUMNS = ("pnr", "ndcg@10", "mrr@10", "latency_ms_per_pair", "n_queries", "n_preference_pairs")
 
@@ -79,7 +80,17 @@ def run(config: PipelineConfig) -> PipelineResult:
     stages = _stage_configs(config, corpus, sample_dirs, unlabeled)
 
     with stage_console(out, quiet=config.console == "stages") as console:
-        folders, seconds = _run_stages(config, console, corpus_config, sample_plan, sample_dirs, unlabeled, stages)
+        tracker = Tracker(config.tracking, out, to_dict(config)) if config.tracking is not None else None
+        try:
+            folders, seconds = _run_stages(
+                config, console, tracker, corpus_config, sample_plan, sample_dirs, unlabeled, stages
+            )
+        except BaseException:
+            if tracker is not None:
+                tracker.finish("FAILED")
+            raise
+        if tracker is not None:
+            tracker.finish()
     metrics = io.read_json(io.join(folders["compare"], "metrics.json"))
     stats = io.read_json(io.join(corpus, "stats.json"))
     result = PipelineResult(out, corpus, stats, folders, metrics, seconds)
@@ -98,6 +109,7 @@ def run(config: PipelineConfig) -> PipelineResult:
 def _run_stages(
     config: PipelineConfig,
     console: StageConsole,
+    tracker: Tracker | None,
     corpus_config: demo.DemoCorpusConfig,
     sample_plan: dict[str, tuple[str, int | None]],
     sample_dirs: dict[str, str],
@@ -114,6 +126,8 @@ def _run_stages(
         folders[name] = step(*args)
         seconds[name] = time.perf_counter() - started
         console.finished(name, started, folders[name])
+        if tracker is not None:
+            tracker.log_stage(name, folders[name])
         return folders[name]
 
     timed("corpus", demo.run, corpus_config)
