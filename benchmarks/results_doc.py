@@ -153,7 +153,7 @@ def teacher_lora(data: dict) -> list[str]:
         f"The demo run's SFT config (`{data['sft_config_from']}`), the same steps, full fine-tuning against LoRA "
         f"(r {lora['lora']['r']}, alpha {lora['lora']['alpha']}, dropout {lora['lora']['dropout']}, on "
         f"{', '.join(lora['lora']['target_modules'])}; the score head in full; lr {lora['lr']} vs {full['lr']}). "
-        f"Load average at the end {data['loadavg_end'][0]:.1f} (both runs beside the same other job).",
+        f"Load average at the end {data['loadavg_end'][0]:.1f}.",
         "",
         "| mode | trainable parameters | s / step | train worker peak RSS MiB | dev NDCG@10 (best epoch) | last loss |",
         "|---|---|---|---|---|---|",
@@ -163,7 +163,8 @@ def teacher_lora(data: dict) -> list[str]:
         lines.append(f"| {r['mode']} | {r['trainable_params']:,} of {r['total_params']:,} | {r['s_per_step']:.2f} | "
                      f"{peak:,} | {best:.4f} | {r['last_loss']:.3f} |")  # fmt: skip
     lines += ["", f"LoRA / full: {ratio['s_per_step']:.2f}× the time per step, {ratio['worker_peak_rss']:.2f}× the "
-              f"worker's peak memory, {ratio['trainable_params']:.4f}× the trainable parameters."]  # fmt: skip
+              f"worker's peak memory, {ratio['trainable_params']:.4f}× the trainable parameters. "
+              f"{data.get('context', '')}"]  # fmt: skip
     return lines
 
 
