@@ -184,6 +184,12 @@ def distill_ablation(data: dict) -> list[str]:
     for loss, dev in data["dev_mean"].items():
         lines.append(f"| {loss} | {data['ndcg@10'][loss]:.4f} | {dev:.4f} |")
     lines.append(f"| teacher | {data['ndcg@10']['teacher']:.4f} | |")
+    spread = max(data["dev_mean"].values()) - min(data["dev_mean"].values())
+    lines += [
+        "",
+        f"The losses' dev values lie within {spread:.4f} of each other: the dev sample cannot tell them "
+        "apart, so the pick of the best single loss is close to a coin toss: read hybrid against each.",
+    ]
     lines += ["", "| difference | value | 95 % interval |", "|---|---|---|"]
     for name, i in data["intervals"].items():
         number = "{:.4f}" if name.endswith("_over_teacher") else "{:+.4f}"
