@@ -40,7 +40,7 @@ import pyarrow.parquet as pq
 
 from disranker.labeling.pipeline import READ_CPUS  # what the stage keeps free for its read tasks
 from labeling_loop import agreement_with_loop, naive_loop  # benchmarks/ is first on sys.path
-from process_peak import measure  # benchmarks/ is the script's folder, first on sys.path
+from process_peak import measure, run_child  # benchmarks/ is the script's folder, first on sys.path
 
 DEMO_POOL = "outputs/demo/corpus/pool.parquet"
 RESULTS = Path(__file__).parent / "results" / "labeling.json"
@@ -238,14 +238,12 @@ def main(argv: list[str] | None = None) -> None:
     print(f"written to {args.out}")
 
 
-def child(task_file: str, result_file: str) -> None:
-    task = json.loads(Path(task_file).read_text())
-    result = naive_loop(task) if task["mode"] == "loop" else ray_stage(task)
-    Path(result_file).write_text(json.dumps(result))
+def child(task: dict) -> dict:
+    return naive_loop(task) if task["mode"] == "loop" else ray_stage(task)
 
 
 if __name__ == "__main__":  # the guard vLLM's spawned engine needs
     if len(sys.argv) == 4 and sys.argv[1] == "--child":
-        child(sys.argv[2], sys.argv[3])
+        run_child(sys.argv[2:], child)
     else:
         main()

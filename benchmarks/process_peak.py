@@ -36,6 +36,12 @@ def measure_roles(script: str, task: dict, workdir: Path, sample_s: float, role)
     return {**result, "peak_rss_mb": {name: round(rss / 2**20) for name, rss in sorted(peaks.items())}}
 
 
+def run_child(child_args: list[str], run) -> None:
+    """The ``--child <task> <result>`` entry: read the task, run ``run(task)``, write its result dict."""
+    task_file, result_file = child_args
+    Path(result_file).write_text(json.dumps(run(json.loads(Path(task_file).read_text()))))
+
+
 def kill_tree(process: subprocess.Popen) -> None:
     """SIGKILL a process started with ``start_new_session=True`` and everything below it (its Ray too)."""
     family = psutil.Process(process.pid).children(recursive=True)

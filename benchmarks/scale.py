@@ -36,7 +36,7 @@ from disranker.labeling.backends import CRASH_ONCE_ENV, TransformersScorer
 from disranker.models import precision
 from disranker.pipeline import samples
 from faults import exactly_once  # benchmarks/ is the script's folder, first on sys.path
-from process_peak import kill_tree, measure_roles
+from process_peak import kill_tree, measure_roles, run_child
 
 REPO = Path(__file__).resolve().parents[1]
 TEACHER = "tiny Llama scorer (labeling.smoke.build_tiny_scorer: 2 layers, hidden 64, seeded score head)"
@@ -154,9 +154,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        task = json.loads(Path(args.child[0]).read_text())
-        Path(args.child[1]).write_text(json.dumps(child(task)))
-        return
+        return run_child(args.child, child)
     from disranker.labeling.smoke import build_tiny_scorer
     from disranker.models.tiny import build_tiny_student
 

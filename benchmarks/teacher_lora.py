@@ -23,7 +23,7 @@ from disranker.data import io
 from disranker.models.lora import LoraSection
 from disranker.teacher import train as teacher_train
 from disranker.teacher.config import TeacherConfig
-from process_peak import measure_roles  # benchmarks/ is the script's folder, first on sys.path
+from process_peak import measure_roles, run_child  # benchmarks/ is the script's folder, first on sys.path
 
 LORA = LoraSection(r=16, alpha=32, dropout=0.05)
 LORA_LR = 2e-4
@@ -58,9 +58,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        task = json.loads(Path(args.child[0]).read_text())
-        Path(args.child[1]).write_text(json.dumps(child(task)))
-        return
+        return run_child(args.child, child)
     work = Path(io.absolute(args.work_dir))
     work.mkdir(parents=True, exist_ok=True)
     sft = io.join(io.absolute(args.demo_dir), "teacher", "sft")

@@ -8,7 +8,8 @@ import json
 import pytest
 
 from disranker import lineage
-from disranker.config import ConfigError
+from disranker.config import ConfigError, load_config
+from disranker.pipeline import PipelineConfig
 from disranker.tracking import Tracker, TrackingSection, metric_points
 
 
@@ -65,5 +66,6 @@ def test_metric_points_skip_text_and_flags_and_flatten_nested_numbers():
 
 def test_a_uri_output_folder_needs_a_tracking_server():
     with pytest.raises(ConfigError, match="'tracking.uri' is required"):
-        TrackingSection().resolve_uri("s3://bucket/demo")
+        load_config(PipelineConfig, None, ["output_dir=s3://bucket/demo"])  # at load, before any stage runs
+    assert load_config(PipelineConfig, None, ["output_dir=s3://bucket/demo", "tracking=null"]).tracking is None
     assert TrackingSection(uri="http://mlflow:5000").resolve_uri("s3://bucket/demo") == "http://mlflow:5000"

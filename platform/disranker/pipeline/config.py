@@ -146,6 +146,10 @@ class PipelineConfig:
     # store is sqlite:///<output_dir>/mlflow.db; null: no tracking.
     tracking: TrackingSection | None = field(default_factory=TrackingSection)
 
+    def validate(self) -> None:
+        if self.tracking is not None:
+            self.tracking.resolve_uri(self.output_dir)  # a URI output_dir needs a tracking server: fail before training
+
 
 def load_stage(config: PipelineConfig, name: str, wiring: dict[str, Any]) -> Any:
     """The stage's config: its YAML file, then the pipeline's wiring, then the entry's overrides."""
