@@ -138,6 +138,8 @@ def scale(data: dict) -> list[str]:
             f"(max diff {run['rescore_max_abs_diff']:.1e}) | {run['groups_trained']:,} / {run['groups_expected']:,} | "
             f"{peaks} |"
         )
+    if "f1" not in data["fractions"]:
+        lines += ["", "The 100 % run has not finished yet: no RSS ratio; the faults are injected at full size only."]
     if "rss_peak_ratio" in data:
         by_role = ", ".join(f"{r} {v}" for r, v in data["rss_peak_ratio_by_role"].items())
         lines += ["", f"Peak RSS at 100 % over 10 % of the pool, worst role: {data['rss_peak_ratio']} ({by_role}); "
