@@ -8,6 +8,10 @@ second, token positions run per step (padding included), the matmul FLOPs of a s
 ``step_flops``) and the FLOP rate reached, and the loss of each step, the same across modes to rounding.
 
     python benchmarks/teacher_speed.py --groups-per-step 2 --group-size 16 --steps 6   # the docs' run
+
+On a CUDA machine (``--device cuda``) the same modes run with bf16 autocast on the GPU. Where the weights cannot travel
+(the lent GPU machine takes 64 MiB), ``--random-init`` trains a seeded random-weight model of the same architecture
+and tokenizer instead: a step's speed and the packed/plain equality do not depend on the weights' values.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import tempfile
 import time
 from pathlib import Path
 
@@ -43,8 +48,8 @@ def batches(groups: list, tokenizer, layout: str, args) -> list[dict]:
     return [data.collate_groups(c, tokenizer, args.max_length, args.group_size) for c in chunks]
 
 
-def loss_of(model, batch: dict, mode_precision: str) -> torch.Tensor:
-    with precision.autocast(mode_precision, "cpu"):
+def loss_of(model, batch: dict, mode_precision: str, device_type: str) -> torch.Tensor:
+    with precision.autocast(mode_precision, device_type):
         if "eos_index" in batch:
             rows = PackedRows(**{k: batch[k] for k in PACKED_KEYS}, standalone=int(batch["standalone"]))
             flat = packed_scores(model, model, rows)
@@ -52,6 +57,23 @@ def loss_of(model, batch: dict, mode_precision: str) -> torch.Tensor:
             flat = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, 0]
     scores = data.scatter_scores(flat.float(), batch["slots"], tuple(batch["labels"].shape))
     return rank_loss("hinge", scores, batch["labels"], batch["mask"])
+
+
+def _to(batch: dict, device: torch.device) -> dict:
+    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+
+def random_weight_twin(model_dir: str, out_dir: str) -> str:
+    """A seeded random-weight causal LM of ``model_dir``'s architecture with its tokenizer (config and tokenizer files
+    only are read), saved to ``out_dir`` so the stage's own loading code reads it."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(model_dir, local_files_only=True))
+    model.save_pretrained(out_dir)
+    AutoTokenizer.from_pretrained(model_dir, local_files_only=True).save_pretrained(out_dir)
+    return out_dir
 
 
 def step_flops(model, batch: dict) -> float:
@@ -67,20 +89,26 @@ def step_flops(model, batch: dict) -> float:
 
 def run_mode(args, mode: str, groups: list) -> dict:
     layout, mode_precision, *optimizer_kind = mode.split("-")
+    device = torch.device(args.device)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         model, tokenizer = load_teacher_scorer(args.model)
-    model.train()
+    model.to(device).train()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()  # the previous mode's model and optimizer are gone: measure this one's peak alone
+        torch.cuda.reset_peak_memory_stats()
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, fused=optimizer_kind != ["foreach"])
-    prepared = batches(groups, tokenizer, layout, args)
+    prepared = [_to(batch, device) for batch in batches(groups, tokenizer, layout, args)]
     losses, seconds = [], []
     for i, batch in enumerate(prepared[: args.warmup + args.steps]):
         started = time.perf_counter()
-        loss = loss_of(model, batch, mode_precision)
+        loss = loss_of(model, batch, mode_precision, device.type)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+        if device.type == "cuda":  # kernels run asynchronously: the step ends when the GPU is done
+            torch.cuda.synchronize()
         if i >= args.warmup:
             seconds.append(time.perf_counter() - started)
             losses.append(loss.item())
@@ -98,13 +126,17 @@ def run_mode(args, mode: str, groups: list) -> dict:
         "gflop_per_step": flops / len(timed) / 1e9,
         "gflop_per_s": flops / sum(seconds) / 1e9,
         "losses": losses,
+        "peak_gpu_mib": torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else None,
     }
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--corpus", default="outputs/demo/corpus", help="small demo corpus (built when missing)")
+    parser.add_argument("--judgments", help="train judgments to read instead of the demo corpus' (no WordNet needed)")
     parser.add_argument("--model", default="packaged:smollm2")
+    parser.add_argument("--random-init", action="store_true", help="a seeded random-weight twin of --model")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--groups-per-step", type=int, default=2)
     parser.add_argument("--group-size", type=int, default=16)
     parser.add_argument("--max-length", type=int, default=96)
@@ -117,8 +149,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", default="benchmarks/results/teacher_speed.json")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    corpus = demo.run(demo.DemoCorpusConfig(size="small", output_dir=args.corpus))
-    train = io.read_table(io.join(corpus, "judgments", "train.parquet"))
+    if args.random_init:
+        args.twin_of, args.model = args.model, random_weight_twin(args.model, tempfile.mkdtemp(prefix="teacher-twin-"))
+    if not args.judgments:
+        corpus = demo.run(demo.DemoCorpusConfig(size="small", output_dir=args.corpus))
+        args.judgments = io.join(corpus, "judgments", "train.parquet")
+    train = io.read_table(args.judgments)
     n_groups = args.groups_per_step * (args.warmup + args.steps)
     groups, _ = data.query_groups(train, args.group_size, seed=0, max_queries=n_groups + 20)
     groups = groups[:n_groups]
@@ -137,9 +173,14 @@ def main(argv: list[str] | None = None) -> None:
             f"{r['mode']:<19} {r['pairs_per_s']:>8.2f} {ratios} {r['seconds_per_step']:>7.2f} "
             f"{r['tokens_per_step']:>7.0f} {r['gflop_per_s']:>8.1f}"
         )
+    for r in rows:  # packing must not change the loss: each step's difference from the plain layout's, same precision
+        plain = by_mode.get(f"plain-{r['precision']}")
+        diffs = [abs(a - b) for a, b in zip(r["losses"], plain["losses"], strict=True)] if plain else None
+        r["max_loss_diff_vs_plain"] = max(diffs) if diffs else None
     result = {
         "settings": vars(args),
         "machine": {
+            "device": torch.cuda.get_device_name() if args.device == "cuda" else "cpu",
             "cpu": precision.cpu_model(),
             "cpu_bf16_flags": list(precision.cpu_bf16_flags()),
             "torch_threads": torch.get_num_threads(),
