@@ -33,7 +33,7 @@ from disranker.data import demo, io
 from disranker.labeling import LabelConfig
 from disranker.labeling import pipeline as labeling
 from disranker.labeling.backends import CRASH_ONCE_ENV, TransformersScorer
-from disranker.labeling.smoke import build_tiny_scorer
+from disranker.testing.tiny import build_tiny_scorer
 from disranker.training.loop import FaultInjection
 from fault_load import overload, replica_kill  # benchmarks/ is the script's folder, first on sys.path
 from process_peak import kill_tree
@@ -132,15 +132,16 @@ def labeling_faults(work: Path) -> dict:
 
 def teacher_kill(work: Path) -> dict:
     """Tiny-teacher SFT, uninterrupted and killed after step 6 (checkpoint every 4), same seed."""
-    from disranker.models.loading import build_tiny_teacher, load_teacher_scorer
+    from disranker.models.loading import load_teacher_scorer
     from disranker.teacher import train as teacher_train
     from disranker.teacher.config import TeacherConfig
+    from disranker.testing.smoke import build_smoke_inputs, teacher_overrides
 
-    tiny = build_tiny_teacher(work / "tiny_lm")
+    inputs = build_smoke_inputs(work / "smoke")
     runs = {}
     for name, fault in (("uninterrupted", None), ("killed", FaultInjection(after_step=6))):
         config = load_config(TeacherConfig, "jobs/configs/teacher_sft_smoke.yaml", [
-            f"output_dir={work / name}", f"model.spec={tiny}", f"data.demo.output_dir={work / 'corpus'}",
+            f"output_dir={work / name}", *teacher_overrides(inputs),
             "training.epochs=3", "run.checkpoint_every_steps=4", "run.max_failures=1",
         ])  # fmt: skip
         runs[name] = teacher_train.run(config, fault)

@@ -84,7 +84,7 @@ def ray_stage(task: dict) -> dict:
 def prepare_teacher(args: argparse.Namespace, workdir: Path) -> str:
     """A *ForSequenceClassification folder every mode loads: tiny, given as is, or a seeded head on a causal LM."""
     if args.tiny:
-        from disranker.labeling.smoke import build_tiny_scorer
+        from disranker.testing.tiny import build_tiny_scorer
 
         return build_tiny_scorer(workdir / "teacher")
     config = Path(args.teacher, "config.json")

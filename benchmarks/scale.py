@@ -2,7 +2,7 @@
 
 For each pool fraction (default 10 % and 100 %), in a fresh subprocess whose processes are sampled for RSS:
 
-1. labeling with 2 Ray Data actors and a small real teacher (the tiny Llama scorer of ``labeling.smoke``, named in
+1. labeling with 2 Ray Data actors and a small real teacher (the tiny Llama scorer of ``testing.tiny``, named in
    the JSON). At the largest fraction one actor kills itself after its first call (``DISRANKER_TEST_CRASH_ONCE``),
    then the driver is SIGKILLed with its Ray once a fifth of the shards are written, and rerun to the end;
 2. distillation of a tiny BERT student from all those labels, 2 Ray Train workers, one epoch, the training table
@@ -39,7 +39,7 @@ from faults import exactly_once  # benchmarks/ is the script's folder, first on 
 from process_peak import kill_tree, measure_roles, run_child
 
 REPO = Path(__file__).resolve().parents[1]
-TEACHER = "tiny Llama scorer (labeling.smoke.build_tiny_scorer: 2 layers, hidden 64, seeded score head)"
+TEACHER = "tiny Llama scorer (testing.tiny.build_tiny_scorer: 2 layers, hidden 128, seeded score head)"
 FAULT_AFTER_STEP, CHECKPOINT_EVERY = 300, 200
 
 
@@ -155,8 +155,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.child:
         return run_child(args.child, child)
-    from disranker.labeling.smoke import build_tiny_scorer
-    from disranker.models.tiny import build_tiny_student
+    from disranker.testing.tiny import build_tiny_scorer, build_tiny_student
 
     work = Path(io.absolute(args.work_dir)) / args.size
     corpus = demo.run(demo.DemoCorpusConfig(size=args.size, output_dir=str(work / "corpus")))

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import requests
 
-from disranker.models.tiny import WORDS
+from disranker.models.text import WORDS
 from disranker.serving.config import RankerArgs
 from disranker.serving.scorer import PairScorer
 

@@ -16,6 +16,15 @@ def wordnet_dir():
         pytest.fail(f"{exc} (`make test` fetches them)")
 
 
+@pytest.fixture(scope="session")
+def smoke_inputs(tmp_path_factory, wordnet_dir) -> dict[str, str]:
+    """What the ``*_smoke.yaml`` configs read (tiny corpus, tiny models, tiny labels), built once per session; tests
+    that train read these and write elsewhere."""
+    from disranker.testing.smoke import build_smoke_inputs
+
+    return build_smoke_inputs(tmp_path_factory.mktemp("smoke"), wordnet_dir=str(wordnet_dir))
+
+
 @pytest.fixture(scope="module")
 def ray_start_2_cpus(monkeypatch_module):
     """A local Ray with 2 CPUs and a small object store, shut down after the module's tests.

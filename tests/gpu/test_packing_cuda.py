@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from disranker.models.loading import load_teacher_scorer
-from disranker.models.tiny import build_tiny_teacher
 from disranker.teacher.data import QueryGroup
+from disranker.testing.tiny import build_tiny_teacher
 
 pytestmark = pytest.mark.gpu
 

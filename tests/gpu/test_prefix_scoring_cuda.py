@@ -8,7 +8,7 @@ import torch
 
 from disranker.models.loading import load_teacher_scorer, score_pairs_teacher
 from disranker.models.prefix_scoring import score_pairs_teacher_shared_prefix
-from disranker.models.tiny import build_tiny_teacher
+from disranker.testing.tiny import build_tiny_teacher
 
 pytestmark = pytest.mark.gpu
 

@@ -11,6 +11,7 @@ from disranker.config import load_config
 from disranker.models.loading import load_teacher_scorer
 from disranker.teacher import train
 from disranker.teacher.config import TeacherConfig
+from disranker.testing.smoke import teacher_overrides
 
 pytestmark = pytest.mark.gpu
 
@@ -24,14 +25,13 @@ def ray_one_gpu():
     ray.shutdown()
 
 
-def sft_config(tmp_path, *overrides: str) -> TeacherConfig:
+def sft_config(tmp_path, smoke_inputs, *overrides: str) -> TeacherConfig:
     return load_config(
         TeacherConfig,
         "jobs/configs/teacher_sft_smoke.yaml",
         [
             f"output_dir={tmp_path / 'sft'}",
-            f"model.spec={tmp_path / 'tiny'}",
-            f"data.demo.output_dir={tmp_path / 'corpus'}",
+            *teacher_overrides(smoke_inputs),
             "scaling.num_workers=1",
             "scaling.use_gpu=true",
             "training.precision=bf16",
@@ -42,8 +42,8 @@ def sft_config(tmp_path, *overrides: str) -> TeacherConfig:
 
 
 @pytest.mark.parametrize("deepspeed", [[], ["deepspeed.preset=zero3"]], ids=["ddp-bf16", "zero3-bf16"])
-def test_sft_bf16_on_gpu_trains_and_exports(ray_one_gpu, tmp_path, deepspeed):
-    out = train.run(sft_config(tmp_path, *deepspeed))
+def test_sft_bf16_on_gpu_trains_and_exports(ray_one_gpu, smoke_inputs, tmp_path, deepspeed):
+    out = train.run(sft_config(tmp_path, smoke_inputs, *deepspeed))
 
     final = lineage.read_lineage(out)["metrics"]
     assert final["step"] == 2 * final["steps_per_epoch"]

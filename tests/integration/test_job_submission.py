@@ -30,6 +30,7 @@ import pytest
 
 from disranker import lineage
 from disranker.data import io
+from disranker.testing.tiny import build_tiny_scorer
 
 pytestmark = [pytest.mark.integration, pytest.mark.cluster]
 
@@ -152,6 +153,7 @@ def test_label_pool_job_runs_on_a_cluster_from_working_dir_and_py_modules(ray_he
     address, token = ray_head
     client = JobSubmissionClient(address, headers={"Authorization": f"Bearer {token}"})
     output_dir = tmp_path / "labels"
+    build_tiny_scorer(tmp_path / "teacher")
     # Absolute paths: the entrypoint runs in the job's copy of the working_dir, which is deleted with the cluster.
     overrides = f"pool={pool} teacher.spec={tmp_path / 'teacher'} output_dir={output_dir} rows_per_shard=12"
     overrides += " scaling.num_workers=1"  # one scoring actor: two double the worker start-up on 2 CPUs

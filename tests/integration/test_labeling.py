@@ -13,8 +13,8 @@ from disranker.config import ConfigError, load_config
 from disranker.data import io
 from disranker.labeling import LabelConfig, run
 from disranker.labeling.backends import CRASH_ONCE_ENV
-from disranker.labeling.smoke import build_tiny_scorer
 from disranker.models.text import pair_texts
+from disranker.testing.tiny import build_tiny_scorer
 
 pytestmark = pytest.mark.integration
 

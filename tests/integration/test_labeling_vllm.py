@@ -14,7 +14,7 @@ import pytest
 from disranker.config import load_config
 from disranker.data import io
 from disranker.labeling import LabelConfig, run
-from disranker.labeling.smoke import build_tiny_scorer
+from disranker.testing.tiny import build_tiny_scorer
 
 pytestmark = pytest.mark.integration
 

@@ -27,9 +27,13 @@ REPO = Path(__file__).resolve().parents[2]
 MODELS = ["bm25", "random", "teacher", "student_labels_only", "student_distilled"]
 
 
-def overrides(out: Path, wordnet_dir: str) -> list[str]:
-    # Small shards so labeling spans several of them and the kill lands between the first and the last.
-    return [f"output_dir={out}", f"corpus.wordnet_dir={wordnet_dir}", 'stages.label.overrides=["rows_per_shard=50"]']
+def overrides(out: Path, wordnet_dir: str, smoke: dict[str, str]) -> list[str]:
+    student = f'["student.model={smoke["tiny_student"]}"]'  # the smoke files' tiny models, built by the fixture
+    return [f"output_dir={out}", f"corpus.wordnet_dir={wordnet_dir}",
+            f'stages.teacher_cpt.overrides=["model.spec={smoke["tiny_teacher"]}"]',
+            f"stages.student.overrides={student}", f"stages.student_labels_only.overrides={student}",
+            # Small shards so labeling spans several of them and the kill lands between the first and the last.
+            'stages.label.overrides=["rows_per_shard=50"]']  # fmt: skip
 
 
 STAGE_LINE = re.compile(r"\d\d:\d\d:\d\d  \w+ (…|done in \d+\.\d s: .+)")
@@ -46,13 +50,13 @@ def kill_tree(process: subprocess.Popen) -> None:
     process.wait(timeout=60)
 
 
-def start_and_kill_during_labeling(out: Path, wordnet_dir: str) -> None:
+def start_and_kill_during_labeling(out: Path, wordnet_dir: str, smoke: dict[str, str]) -> None:
     command = [sys.executable, "-m", "jobs.pipeline", "--config", "jobs/configs/pipeline_smoke.yaml"]
     log_path = out.parent / "first_run.log"
     env = {**os.environ, "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.2"}  # see the ray_start_2_cpus fixture
     with open(log_path, "w") as log:
         process = subprocess.Popen(
-            [*command, *overrides(out, wordnet_dir)],
+            [*command, *overrides(out, wordnet_dir, smoke)],
             cwd=REPO,
             env=env,
             stdout=log,
@@ -105,14 +109,17 @@ def mlflow_stages(out: Path) -> dict[str, str]:
     return {run.info.run_name: run.data.tags["lineage_id"] for run in children}
 
 
-def test_pipeline_killed_during_labeling_resumes_without_redoing_finished_stages(tmp_path, wordnet_dir, request):
+def test_pipeline_killed_during_labeling_resumes_without_redoing_finished_stages(
+    tmp_path, wordnet_dir, smoke_inputs, request
+):
     out = tmp_path / "pipeline"
-    start_and_kill_during_labeling(out, wordnet_dir)
+    start_and_kill_during_labeling(out, wordnet_dir, smoke_inputs)
     request.getfixturevalue("ray_start_2_cpus")  # the rerun's Ray, started only after the first one is dead
     finished = {stage: created(out, stage) for stage in ("corpus", "teacher/cpt", "teacher/sft")}
     shards_before_kill = len(list((out / "labels" / "labels").glob("*.parquet")))
 
-    config = load_config(PipelineConfig, REPO / "jobs/configs/pipeline_smoke.yaml", overrides(out, wordnet_dir))
+    smoke_file = REPO / "jobs/configs/pipeline_smoke.yaml"
+    config = load_config(PipelineConfig, smoke_file, overrides(out, wordnet_dir, smoke_inputs))
     result = run(config)
 
     assert {stage: created(out, stage) for stage in finished} == finished

@@ -1,7 +1,7 @@
 """The README's per-stage smoke commands, run as a newcomer would: in the README's order, in a fresh folder.
 
-Before: the third command failed, because the labeling smoke took the teacher smokes' causal LM for its scorer. Each
-command must exit 0, and the last (the comparison) must have scored the models the others trained.
+The first builds the smoke inputs (tiny corpus and models); each command must exit 0, the labeling smoke must label
+with the SFT smoke's scorer, and the last (the comparison) must have scored the models the others trained.
 """
 
 from __future__ import annotations
@@ -18,12 +18,17 @@ import pytest
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
-SMOKE_COMMAND = re.compile(r"^\.venv/bin/python (-m jobs\.\w+ +--config jobs/configs/\w+_smoke\.yaml)", re.MULTILINE)
+SMOKE_COMMAND = re.compile(
+    r"^\.venv/bin/python (-m (?:jobs\.\w+ +--config jobs/configs/\w+_smoke\.yaml"
+    r"|disranker\.cli data build-smoke-inputs))",
+    re.MULTILINE,
+)
 
 
 def readme_smoke_commands() -> list[list[str]]:
     commands = [match.group(1).split() for match in SMOKE_COMMAND.finditer((REPO / "README.md").read_text())]
-    assert len(commands) >= 5, "the README lists each stage's smoke command"
+    assert len(commands) >= 6, "the README lists the smoke inputs' step and each stage's smoke command"
+    assert commands[0][-1] == "build-smoke-inputs", "the smoke inputs come first"
     return commands
 
 

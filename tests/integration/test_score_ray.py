@@ -8,8 +8,7 @@ import pytest
 from disranker.config import load_config
 from disranker.data import demo, io
 from disranker.evaluation.score import ScoreConfig, run
-from disranker.labeling.smoke import build_tiny_scorer
-from disranker.models.loading import build_tiny_student
+from disranker.testing.tiny import build_tiny_scorer, build_tiny_student
 
 pytestmark = pytest.mark.integration
 

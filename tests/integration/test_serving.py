@@ -19,9 +19,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tests.rank_bodies import any_requests, body_bytes, valid_requests
 
-from disranker.models.loading import build_tiny_student, load_student, score_pairs_student
+from disranker.models.loading import load_student, score_pairs_student
 from disranker.serving.app import TOKEN_ENV, build_app
 from disranker.serving.config import RankerArgs
+from disranker.testing.tiny import build_tiny_student
 
 pytestmark = pytest.mark.integration
 

@@ -17,19 +17,19 @@ from disranker.data import io
 from disranker.models.loading import load_teacher_lm
 from disranker.teacher import train
 from disranker.teacher.config import TeacherConfig
+from disranker.testing.smoke import teacher_overrides
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.mark.parametrize("preset", ["zero2", "zero3"])
-def test_zero_cpt_trains_checkpoints_and_exports(ray_start_2_cpus, tmp_path, preset):
+def test_zero_cpt_trains_checkpoints_and_exports(ray_start_2_cpus, smoke_inputs, tmp_path, preset):
     config = load_config(
         TeacherConfig,
         "jobs/configs/teacher_cpt_smoke.yaml",
         [
             f"output_dir={tmp_path / 'cpt'}",
-            f"model.spec={tmp_path / 'tiny'}",
-            f"data.demo.output_dir={tmp_path / 'corpus'}",
+            *teacher_overrides(smoke_inputs),
             "data.max_examples=8",
             "training.epochs=6",
             "run.checkpoint_every_steps=3",  # a DeepSpeed checkpoint (each rank's partition) mid-run
@@ -45,7 +45,7 @@ def test_zero_cpt_trains_checkpoints_and_exports(ray_start_2_cpus, tmp_path, pre
     assert io.exists(f"{out}/model.safetensors")
     model, tokenizer = load_teacher_lm(out)
     assert model.config.pad_token_id == tokenizer.pad_token_id
-    base, _ = load_teacher_lm(str(tmp_path / "tiny"))
+    base, _ = load_teacher_lm(smoke_inputs["tiny_teacher"])
     trained, start = model.state_dict(), base.state_dict()
     assert {k: v.shape for k, v in trained.items()} == {k: v.shape for k, v in start.items()}  # whole, not partitions
     assert any(not torch.equal(trained[k], start[k]) for k in start)  # and it is the trained model

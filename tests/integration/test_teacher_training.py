@@ -14,26 +14,29 @@ from disranker.models.loading import load_teacher_lm, load_teacher_scorer, score
 from disranker.models.text import pair_texts
 from disranker.teacher import train
 from disranker.teacher.config import TeacherConfig
+from disranker.testing import smoke
 from disranker.training.loop import FaultInjection
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory):
-    return tmp_path_factory.mktemp("teacher")
+def workdir(tmp_path_factory, wordnet_dir):
+    """The smoke inputs (corpus/, tiny_teacher/) and every run's output, in one folder."""
+    folder = tmp_path_factory.mktemp("teacher")
+    smoke.build_smoke_inputs(folder, wordnet_dir=str(wordnet_dir))
+    return folder
+
+
+def smoke_paths(workdir) -> dict[str, str]:
+    return {name: str(workdir / name) for name in ("corpus", "tiny_teacher")}
 
 
 def smoke_config(stage: str, workdir, *overrides: str) -> TeacherConfig:
     return load_config(
         TeacherConfig,
         f"jobs/configs/teacher_{stage}_smoke.yaml",
-        [
-            f"output_dir={workdir / stage}",
-            f"model.spec={workdir / 'tiny'}",
-            f"data.demo.output_dir={workdir / 'corpus'}",
-            *overrides,
-        ],
+        [f"output_dir={workdir / stage}", *smoke.teacher_overrides(smoke_paths(workdir)), *overrides],
     )
 
 
@@ -56,7 +59,7 @@ def test_cpt_loss_falls_and_a_killed_run_resumes_from_its_checkpoint(ray_start_2
     assert record["stage"] == "teacher_cpt" and len(record["parents"]) == 1  # the demo corpus
 
     trained, _ = load_teacher_lm(out)
-    start, _ = load_teacher_lm(workdir / "tiny")
+    start, _ = load_teacher_lm(workdir / "tiny_teacher")
     assert io.exists(f"{out}/model.safetensors")
     changed = [k for k, v in trained.state_dict().items() if not np.allclose(v, start.state_dict()[k])]
     assert changed  # the export holds the trained weights
@@ -91,7 +94,7 @@ def test_sft_loss_falls_and_dev_pnr_beats_the_untrained_head(ray_start_2_cpus, w
     trained_pnr = dev_pnr(out)
     assert trained_pnr == pytest.approx(final["best"]["pnr"], rel=1e-4)  # the export is the best epoch's model
     assert trained_pnr > 1.0  # more concordant than discordant pairs: better than a random order
-    assert trained_pnr > dev_pnr(workdir / "tiny")
+    assert trained_pnr > dev_pnr(workdir / "tiny_teacher")
     assert "score.weight" in load_file(f"{out}/model.safetensors")
 
 
@@ -130,7 +133,7 @@ def test_lora_sft_trains_adapters_and_exports_a_merged_scorer(ray_start_2_cpus, 
     assert 0 < final["trainable_params"] < final["total_params"] / 10
     weights = load_file(f"{out}/model.safetensors")
     assert "score.weight" in weights and not any("lora" in key or "base_layer" in key for key in weights)
-    start = load_file(f"{workdir / 'tiny'}/model.safetensors")
+    start = load_file(f"{workdir / 'tiny_teacher'}/model.safetensors")
     key = next(k for k in weights if k.endswith("self_attn.q_proj.weight"))
     assert not np.allclose(weights[key], start[key])  # the adapters are merged into the exported projections
     key = next(k for k in weights if k.endswith("mlp.up_proj.weight"))

@@ -48,6 +48,7 @@ COMMAND_OPTIONS = {
     ("train-teacher",): ["--config", "--stage", "--out", "overrides"],
     ("label",): ["--config", "--pool", "--teacher", "--out", "--backend", "--relabel", "overrides"],
     ("data", "build-demo"): ["--config", "--size", "--out", "--seed", "overrides"],
+    ("data", "build-smoke-inputs"): ["--out"],
     ("data", "fetch-wordnet"): ["--help"],
     ("data", "wordnet-path"): ["--help"],
     ("data", "validate"): ["--table", "--input", "--out"],

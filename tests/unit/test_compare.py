@@ -18,7 +18,7 @@ from disranker.data import io
 from disranker.data.schemas import JUDGMENTS
 from disranker.data.trec import read_trec_run
 from disranker.evaluation import compare, report_plots
-from disranker.models.loading import build_tiny_student, build_tiny_teacher
+from disranker.testing.tiny import build_tiny_student, build_tiny_teacher
 
 # 3 queries × 4 docs, graded 4/2/1/0: each query has 6 pairs with different labels, so n_preference_pairs = 18 exactly.
 N_QUERIES, DOCS, GRADES = 3, 4, (4, 2, 1, 0)

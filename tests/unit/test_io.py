@@ -45,3 +45,19 @@ def test_missing_table_and_empty_folder_say_what_is_wrong(tmp_path):
 
 def test_join_keeps_uri_schemes():
     assert io.join("s3://bucket/run/", "corpus", "pool.parquet") == "s3://bucket/run/corpus/pool.parquet"
+
+
+def test_with_absolute_paths_resolves_the_named_fields_only(tmp_path, monkeypatch):
+    from disranker.student.config import DistillConfig
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "student").mkdir()
+    config = DistillConfig(output_dir="out")
+    config.data.labels, config.data.dev, config.student.model = "labels", "s3://bucket/dev.parquet", "student"
+    config.data.judgments = ""
+    paths = ("output_dir", "data.labels", "data.dev", "data.judgments")
+    got = io.with_absolute_paths(config, paths, model_specs=("student.model",))
+    assert (got.output_dir, got.data.labels) == (str(tmp_path / "out"), str(tmp_path / "labels"))
+    assert (got.data.dev, got.data.judgments) == ("s3://bucket/dev.parquet", "")  # URIs and empty paths as they were
+    assert got.student.model == str(tmp_path / "student")
+    assert config.output_dir == "out" and got.loss == config.loss  # a copy; fields not named are untouched

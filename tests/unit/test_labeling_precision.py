@@ -11,7 +11,7 @@ import pytest
 from disranker.config import load_config
 from disranker.labeling import LabelConfig, precision_check
 from disranker.labeling.shards import plan_shards
-from disranker.models.tiny import build_tiny_teacher
+from disranker.testing.tiny import build_tiny_teacher
 
 
 @pytest.fixture(scope="module")

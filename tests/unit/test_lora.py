@@ -9,11 +9,11 @@ from disranker.config import ConfigError, load_config
 from disranker.models.loading import load_teacher_lm, load_teacher_scorer
 from disranker.models.lora import LoraSection, exportable, parameter_counts, with_lora
 from disranker.models.text import encode_teacher
-from disranker.models.tiny import build_tiny_teacher
 from disranker.teacher import data
 from disranker.teacher.backends import param_groups
 from disranker.teacher.config import TeacherConfig, TrainingSection
 from disranker.teacher.losses import rank_loss
+from disranker.testing.tiny import build_tiny_teacher
 
 SECTION = LoraSection(r=4, alpha=8, dropout=0.0, target_modules=["q_proj", "v_proj"])
 GROUPS = [

@@ -22,7 +22,7 @@ from disranker.models.loading import (
     score_pairs_teacher,
 )
 from disranker.models.text import encode_cpt, encode_student, encode_teacher
-from disranker.models.tiny import TRAINING_TEXT, build_tiny_student, build_tiny_teacher
+from disranker.testing.tiny import TRAINING_TEXT, build_tiny_student, build_tiny_teacher
 
 QUERIES = ["dog", "a small domesticated carnivore with soft fur", "x", "grind with a sandblast", "the cat", "tree"]
 TITLES = ["dog, domestic dog", "cat", "z", "sandblast", "cat, true cat", ""]

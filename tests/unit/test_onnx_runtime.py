@@ -96,7 +96,7 @@ LOOSE = {"min_spearman": 0.8, "min_top10_agreement": 0.6}
 
 @pytest.fixture(scope="module")
 def tiny_dir(tmp_path_factory):
-    from disranker.models.tiny import build_tiny_student
+    from disranker.testing.tiny import build_tiny_student
 
     return build_tiny_student(tmp_path_factory.mktemp("student"))
 

@@ -8,8 +8,8 @@ import torch
 
 from disranker.models.loading import load_teacher_scorer
 from disranker.models.packing import pack_groups, packing_unsupported_reason
-from disranker.models.tiny import build_tiny_teacher
 from disranker.teacher import data
+from disranker.testing.tiny import build_tiny_teacher
 
 # Three groups: documents of very different lengths (one cut at max_length=48), an empty summary, and a query so long
 # that max_length cuts it: its documents do not start with the prompt's ids and run as standalone segments.

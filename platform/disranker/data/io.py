@@ -6,8 +6,10 @@ to a temporary name first and are renamed into place, so a reader never sees hal
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import uuid
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +38,20 @@ def absolute(uri: str) -> str:
 def absolute_model_spec(spec: str) -> str:
     """``absolute`` for a model spec that is a local folder; a hub id such as ``org/name`` is left as it is."""
     return absolute(spec) if spec and "://" not in spec and Path(spec).expanduser().exists() else spec
+
+
+def with_absolute_paths(config: Any, paths: Iterable[str] = (), model_specs: Iterable[str] = ()) -> Any:
+    """A copy of a config dataclass whose dotted fields ``paths`` are made ``absolute`` and ``model_specs`` resolved by
+    ``absolute_model_spec``: a stage does this once, before its config travels to workers in other directories."""
+    for dotted, make in [*((p, absolute) for p in paths), *((m, absolute_model_spec) for m in model_specs)]:
+        config = _replace_dotted(config, dotted.split("."), make)
+    return config
+
+
+def _replace_dotted(config: Any, keys: list[str], make) -> Any:
+    head, *rest = keys
+    value = getattr(config, head)
+    return dataclasses.replace(config, **{head: _replace_dotted(value, rest, make) if rest else make(value)})
 
 
 def exists(uri: str | Path) -> bool:

@@ -16,7 +16,6 @@ Judgment rows that break the contract are not scored; their count is each model'
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import re
 import time
@@ -30,21 +29,14 @@ import torch
 
 from disranker import lineage
 from disranker.config import ConfigError, to_dict
-from disranker.data import demo, io, schemas
-from disranker.data.demo import DemoCorpusConfig
+from disranker.data import io, schemas
 from disranker.data.schemas import SCORES
 from disranker.data.trec import write_trec_run
 from disranker.data.validate import validate_table
 from disranker.evaluation import baselines, correlation
 from disranker.evaluation.evaluate import evaluate_scores
 from disranker.evaluation.report_plots import build_report, save_report
-from disranker.models.loading import (
-    build_tiny_student,
-    build_tiny_teacher,
-    load_student,
-    load_teacher_scorer,
-    score_pairs_student,
-)
+from disranker.models.loading import load_student, load_teacher_scorer, score_pairs_student
 from disranker.models.prefix_scoring import score_pairs_teacher_shared_prefix
 
 STAGE = "compare"
@@ -59,13 +51,12 @@ class ModelEntry:
     name: str = ""  # row label in metrics.json and the report; file stem of <name>.parquet / <name>.run
     kind: Literal["bm25", "random", "teacher", "student"] = "bm25"
     path: str = ""  # teacher / student: model spec (HF folder, URI or packaged:<name>); unused by bm25 / random
-    build_tiny: bool = False  # smoke runs: build a tiny random model of this kind at `path` when it holds none
 
 
 @dataclass
 class CompareConfig:
     output_dir: str = "outputs/demo/compare"  # scores, run files, metrics.json, report.png, disranker.json
-    judgments: str = ""  # the test split; "" with `demo` set: <corpus>/judgments/test.parquet
+    judgments: str = ""  # the test split every model is scored on
     models: list[ModelEntry] = field(default_factory=list)
     batch_size: int = 32  # pairs per forward pass (teacher and student)
     max_length: int = 256  # tokens per pair for teacher and student inputs
@@ -79,13 +70,12 @@ class CompareConfig:
     run_models_on: Literal["ray", "local"] = "ray"
     scoring_cpus: float | None = None  # None: every CPU of the largest node
     scoring_gpus: float = 0.0
-    demo: DemoCorpusConfig | None = None  # smoke runs: build the demo corpus here when missing
 
     def validate(self) -> None:
         if not self.output_dir:
             raise ConfigError("'output_dir' is required: where the comparison is written")
-        if not self.judgments and self.demo is None:
-            raise ConfigError("'judgments' is required: the test split every model is scored on (or set 'demo')")
+        if not self.judgments:
+            raise ConfigError("'judgments' is required: the test split every model is scored on")
         if not self.models:
             raise ConfigError("'models' is empty: list at least one {name, kind, path}")
         seen: set[str] = set()
@@ -97,8 +87,6 @@ class CompareConfig:
             seen.add(entry.name)
             if entry.kind in ("teacher", "student") and not entry.path:
                 raise ConfigError(f"'models[{i}].path' is required for a {entry.kind}: its model folder or spec")
-            if entry.build_tiny and entry.kind not in ("teacher", "student"):
-                raise ConfigError(f"'models[{i}].build_tiny' only applies to a teacher or a student")
         if self.scoring_cpus is not None and self.scoring_cpus <= 0:
             raise ConfigError("'scoring_cpus' must be > 0 (or null: every CPU of the largest node)")
         if self.scoring_gpus < 0:
@@ -115,7 +103,6 @@ class CompareConfig:
 
 def run(config: CompareConfig) -> str:
     """Score, evaluate and report every model (or skip when ``output_dir`` already holds this comparison)."""
-    config = prepare_inputs(config)
     models = [e.path for e in config.models if e.kind in ("teacher", "student")]
     parents = lineage.parent_ids(tables=[config.judgments], models=models)
     expected = lineage.lineage_id(STAGE, to_dict(config), parents)
@@ -148,18 +135,6 @@ def run(config: CompareConfig) -> str:
     save_report(figure, io.join(config.output_dir, "report.png"))
     lineage.write_lineage(config.output_dir, STAGE, to_dict(config), parents=parents, metrics=metrics)
     return config.output_dir
-
-
-def prepare_inputs(config: CompareConfig) -> CompareConfig:
-    """Build what a smoke config asks for when missing (demo corpus, tiny models) and fill in the judgments path."""
-    judgments = config.judgments
-    if config.demo is not None:
-        corpus = demo.run(config.demo)
-        judgments = judgments or io.join(corpus, "judgments", "test.parquet")
-    for entry in config.models:
-        if entry.build_tiny and not (Path(entry.path) / "config.json").is_file():
-            (build_tiny_teacher if entry.kind == "teacher" else build_tiny_student)(entry.path)
-    return dataclasses.replace(config, judgments=judgments)
 
 
 def score_model(entry: ModelEntry, judgments: pa.Table, config: CompareConfig) -> tuple[np.ndarray, float]:

@@ -62,7 +62,6 @@ class LabelConfig:
     # Fail the run (after writing every shard) when more than this fraction of the pool ends up rejected.
     max_rejected_fraction: float = 0.05
     relabel: bool = False  # discard shards labeled from another pool, teacher or settings instead of refusing them
-    build_missing_inputs: bool = False  # smoke runs: build the tiny demo pool and a tiny teacher when absent
     teacher: TeacherSection = field(default_factory=TeacherSection)
     scoring: ScoringSection = field(default_factory=ScoringSection)
     # num_workers = scoring actors. A `scaling:` section in YAML starts from ScalingSection's own defaults

@@ -26,7 +26,6 @@ from disranker.labeling import output_claim, precision_check
 from disranker.labeling import shards as shard_plan
 from disranker.labeling.backends import BACKENDS, CRASH_ONCE_ENV
 from disranker.labeling.config import LabelConfig
-from disranker.labeling.smoke import build_missing_inputs
 from disranker.runtime import ensure_ray
 
 logger = logging.getLogger(__name__)
@@ -37,12 +36,7 @@ READ_CPUS = 0.25  # a read + validate task; actors must leave at least this much
 
 def run(config: LabelConfig) -> str:
     """Label every pool row not yet in a complete shard; returns ``config.output_dir``."""
-    if config.build_missing_inputs:
-        build_missing_inputs(config.pool, config.teacher.spec)
-    teacher = dataclasses.replace(config.teacher, spec=io.absolute_model_spec(config.teacher.spec))
-    config = dataclasses.replace(
-        config, pool=io.absolute(config.pool), output_dir=io.absolute(config.output_dir), teacher=teacher
-    )
+    config = io.with_absolute_paths(config, ("pool", "output_dir"), model_specs=("teacher.spec",))
     _check_teacher_head(config.teacher.spec)
     teacher_id = teacher_identity(config.teacher.spec, config.teacher.id)
     plan = output_claim.plan_record(

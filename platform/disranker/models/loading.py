@@ -22,11 +22,8 @@ import torch
 from disranker.data import io
 from disranker.models import packaged
 from disranker.models.text import STUDENT_MAX_LENGTH, TEACHER_MAX_LENGTH, encode_student, encode_teacher
-from disranker.models.tiny import build_tiny_student, build_tiny_teacher
 
 __all__ = [
-    "build_tiny_student",
-    "build_tiny_teacher",
     "ensure_teacher_pad_token",
     "load_student",
     "load_teacher_lm",

@@ -16,6 +16,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+# A small English word list: the tiny test models' vocabulary (testing.tiny) and the word-salad check pairs of
+# serving.onnx_runtime. For a tiny tokenizer, words outside it still tokenize, as
+# characters (WordPiece ``##x`` pieces) or bytes (byte-level BPE), so any test string is representable.
+WORDS = (
+    "the a an of to in and or is are was for with on at by from as that this it its be not no which one two "
+    "query title summary document search word words meaning kind type part group act person thing animal plant "
+    "dog cat bird fish tree flower water fire earth air light sound music color red blue green small large "
+    "run walk eat drink make take give move change grow cut grind sandblast stone metal wood glass paper book "
+    "house room door city country river sea mountain food bread fruit apple day night time year man woman child "
+    "hand head eye body heart mind idea work game sport ball team ship car road machine tool computer language"
+).split()
+
 TEACHER_MAX_LENGTH = 256  # tokens; SmolLM2 reads the demo's documents whole at this length
 STUDENT_MAX_LENGTH = 256
 

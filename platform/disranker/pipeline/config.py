@@ -4,7 +4,7 @@ Each stage entry names that stage's own YAML file plus dotted overrides, so a st
 (``jobs/configs/<stage>.yaml``) whether it runs alone or inside the pipeline. The pipeline then wires the stages
 together: every path that connects one stage to the next (``WIRED_KEYS``) is set by the pipeline from ``output_dir``,
 and an override that tries to set one is an error rather than being silently replaced. Override values may use
-``{output_dir}`` (e.g. ``model.spec={output_dir}/tiny_teacher`` in the smoke config).
+``{output_dir}``, the pipeline's output folder.
 """
 
 from __future__ import annotations
@@ -23,20 +23,12 @@ from disranker.tracking import TrackingSection
 
 # Keys each stage gets from the pipeline (where its inputs and outputs are, and which mode it runs in).
 WIRED_KEYS: dict[str, tuple[str, ...]] = {
-    "teacher_cpt": ("stage", "output_dir", "data.clicks", "data.demo"),
-    "teacher_sft": ("stage", "output_dir", "model.spec", "data.train", "data.dev", "data.max_examples", "data.demo"),
-    "label": ("pool", "output_dir", "teacher.spec", "build_missing_inputs"),
-    "student": ("mode", "output_dir", "data.labels", "data.dev", "data.demo", "data.tiny_teacher"),
-    "student_labels_only": (
-        "mode",
-        "output_dir",
-        "data.judgments",
-        "data.dev",
-        "data.max_queries",
-        "data.demo",
-        "data.tiny_teacher",
-    ),
-    "compare": ("output_dir", "judgments", "models", "demo"),
+    "teacher_cpt": ("stage", "output_dir", "data.clicks"),
+    "teacher_sft": ("stage", "output_dir", "model.spec", "data.train", "data.dev", "data.max_examples"),
+    "label": ("pool", "output_dir", "teacher.spec"),
+    "student": ("mode", "output_dir", "data.labels", "data.dev"),
+    "student_labels_only": ("mode", "output_dir", "data.judgments", "data.dev", "data.max_queries"),
+    "compare": ("output_dir", "judgments", "models"),
 }
 STAGE_CLASSES: dict[str, type] = {
     "teacher_cpt": TeacherConfig,

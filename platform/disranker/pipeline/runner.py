@@ -193,11 +193,4 @@ def _stage_configs(config: PipelineConfig, corpus: str, sample_dirs: dict[str, s
             ],
         },
     }
-    # The corpus is built above: no stage builds its own demo corpus or tiny inputs.
-    for name in ("teacher_cpt", "teacher_sft", "student", "student_labels_only"):
-        wiring[name]["data.demo"] = None
-    wiring["student"]["data.tiny_teacher"] = None
-    wiring["student_labels_only"]["data.tiny_teacher"] = None
-    wiring["compare"]["demo"] = None
-    wiring["label"]["build_missing_inputs"] = False
     return {name: load_stage(config, name, stage_wiring) for name, stage_wiring in wiring.items()}

@@ -26,8 +26,7 @@ import pyarrow.compute as pc
 from disranker.data import io
 from disranker.evaluation.correlation import pearson, spearman
 from disranker.models.onnx_export import int8_student, open_session, score_pairs_onnx
-from disranker.models.text import pair_texts
-from disranker.models.tiny import WORDS
+from disranker.models.text import WORDS, pair_texts
 from disranker.serving.config import RankerArgs
 from disranker.serving.scorer import PairScorer
 

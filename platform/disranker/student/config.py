@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from disranker.config import ConfigError
-from disranker.data.demo import DemoCorpusConfig
 from disranker.models.precision import Precision
 from disranker.runtime import RunSection, ScalingSection
 from disranker.student.losses import NORMALIZE_METHODS
@@ -28,10 +27,6 @@ class DataSection:
     judgments: str = ""  # labels_only mode: judgments whose human grades are the targets
     dev: str = ""  # dev judgments scored each epoch (PNR, NDCG@10) to keep the best checkpoint; "" = no dev pass
     max_queries: int | None = None  # train on N queries only, the same N every run (smallest hash of the query id)
-    # Smoke runs: build the demo corpus here when missing; empty paths above then point into it.
-    demo: DemoCorpusConfig | None = None
-    # Smoke runs: when the labels table is missing, label the demo pool with a tiny random teacher built in this folder.
-    tiny_teacher: str | None = None
 
     def validate(self) -> None:
         if self.max_queries is not None and self.max_queries < 1:
@@ -41,7 +36,6 @@ class DataSection:
 @dataclass
 class StudentSection:
     model: str = "packaged:minilm"  # "packaged:minilm", an HF encoder folder or a URI to one
-    build_tiny: bool = False  # smoke runs: build a tiny random BERT at `model` (a folder) when it is missing
     max_length: int = 256  # tokens per (query, document) pair; only the document side is truncated
 
 
@@ -118,10 +112,8 @@ class DistillConfig:
             raise ConfigError("'output_dir' is required: where the student folder is written")
         if self.mode == "teacher" and not self.data.labels:
             raise ConfigError("'data.labels' is required in mode 'teacher': the labels table the student learns from")
-        if self.mode == "labels_only" and not self.data.judgments and self.data.demo is None:
-            raise ConfigError("'data.judgments' is required in mode 'labels_only' (or 'data.demo' to build them)")
-        if self.data.tiny_teacher and self.data.demo is None:
-            raise ConfigError("'data.tiny_teacher' labels the demo pool: it needs 'data.demo'")
+        if self.mode == "labels_only" and not self.data.judgments:
+            raise ConfigError("'data.judgments' is required in mode 'labels_only': the human grades it learns from")
 
     @property
     def train_table(self) -> str:

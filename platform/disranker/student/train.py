@@ -26,7 +26,6 @@ from disranker.runtime import ensure_ray
 from disranker.student import losses
 from disranker.student.config import DistillConfig, LossSection
 from disranker.student.data import StreamedGroups, check_labeling_finished, training_table
-from disranker.student.inputs import prepare_inputs
 from disranker.training.groups import group_shards, shard_datasets, write_groups
 from disranker.training.loop import BackendTask, FaultInjection, LoopSettings, run_loop, score_in_slices
 from disranker.training.runner import StageRun, fault_of
@@ -38,7 +37,9 @@ DEV_METRICS = ("pnr", "ndcg@10", "mrr@10", "pairwise_accuracy")
 
 def run(config: DistillConfig, fault: FaultInjection | None = None) -> str:
     """Train the student (or skip when ``output_dir`` already holds this exact run) and return its folder."""
-    config = prepare_inputs(config)
+    config = io.with_absolute_paths(
+        config, ("output_dir", "data.labels", "data.judgments", "data.dev"), model_specs=("student.model",)
+    )
     if config.mode == "teacher":
         check_labeling_finished(config.data.labels)
     parents = lineage.parent_ids(tables=[config.train_table, config.data.dev])

@@ -13,7 +13,6 @@ from typing import Literal
 
 from disranker.config import ConfigError
 from disranker.data import io
-from disranker.data.demo import DemoCorpusConfig
 from disranker.models.lora import LoraSection
 from disranker.models.precision import Precision
 from disranker.runtime import RunSection, ScalingSection
@@ -24,7 +23,6 @@ from disranker.teacher.losses import RANK_LOSSES
 class ModelSection:
     spec: str = "packaged:smollm2"  # HF folder, URI or "packaged:smollm2"; for SFT usually the CPT output folder
     trust_remote_code: bool = False  # only for model repos whose code you have read
-    build_tiny: bool = False  # smoke runs: build a tiny random Llama at `spec` (a folder) when it is missing
     # None: full fine-tuning. Set: LoRA adapters on these modules (SFT also trains the score head in full); the export
     # merges them, so the folder loads as an ordinary model (models.lora).
     lora: LoraSection | None = None
@@ -36,8 +34,6 @@ class DataSection:
     train: str = ""  # SFT input: judgments used for training
     dev: str = ""  # SFT input: judgments evaluated each epoch (PNR, NDCG@10) to keep the best model
     max_examples: int | None = None  # keep only the first N clicks rows / train queries (smoke runs, fixed batches)
-    # When set, the demo corpus is built here if missing and empty paths above point into it (smoke runs).
-    demo: DemoCorpusConfig | None = None
 
     def validate(self) -> None:
         if self.max_examples is not None and self.max_examples < 1:
@@ -111,11 +107,9 @@ class TeacherConfig:
     def validate(self) -> None:
         if self.model.lora is not None and self.deepspeed is not None and self.deepspeed.preset == "zero3":
             raise ConfigError("'model.lora' with the zero3 preset is not supported: use zero2 (or plain DDP)")
-        if self.data.demo is None:
-            needed = ("clicks",) if self.stage == "cpt" else ("train", "dev")
-            for key in needed:
-                if not getattr(self.data, key):
-                    raise ConfigError(f"'data.{key}' is required for stage {self.stage} (or set data.demo)")
+        for key in ("clicks",) if self.stage == "cpt" else ("train", "dev"):
+            if not getattr(self.data, key):
+                raise ConfigError(f"'data.{key}' is required for stage {self.stage}")
 
 
 def deepspeed_preset_text(section: DeepSpeedSection) -> str:

@@ -8,7 +8,6 @@ and are left out (counted in ``GroupStats``).
 
 from __future__ import annotations
 
-import dataclasses
 from collections import defaultdict
 from dataclasses import dataclass
 
@@ -16,37 +15,11 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from disranker.data import demo, io
+from disranker.data import io
 from disranker.data.validate import validate_table
 from disranker.models.packing import pack_groups
 from disranker.models.text import cpt_prompt, encode_cpt, encode_teacher
 from disranker.teacher.config import TeacherConfig
-
-
-def prepare_inputs(config: TeacherConfig) -> TeacherConfig:
-    """Build what a smoke config asks for (the demo corpus, a tiny teacher) and fill empty data paths from it."""
-    data = config.data
-    if data.demo is not None:
-        corpus = data.demo
-        if corpus.output_dir is None:
-            corpus = dataclasses.replace(corpus, output_dir=io.join(config.output_dir, "corpus"))
-        folder = demo.run(corpus)
-        data = dataclasses.replace(
-            data,
-            demo=corpus,
-            clicks=data.clicks or io.join(folder, "clicks.parquet"),
-            train=data.train or io.join(folder, "judgments", "train.parquet"),
-            dev=data.dev or io.join(folder, "judgments", "dev.parquet"),
-        )
-    if config.model.build_tiny and not io.exists(io.join(config.model.spec, "config.json")):
-        from disranker.models.loading import build_tiny_teacher
-
-        build_tiny_teacher(config.model.spec)
-    data = dataclasses.replace(
-        data, clicks=io.absolute(data.clicks), train=io.absolute(data.train), dev=io.absolute(data.dev)
-    )
-    model = dataclasses.replace(config.model, spec=io.absolute_model_spec(config.model.spec))
-    return dataclasses.replace(config, data=data, model=model, output_dir=io.absolute(config.output_dir))
 
 
 def stage_inputs(config: TeacherConfig) -> dict[str, tuple[str, str]]:

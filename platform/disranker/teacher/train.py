@@ -17,6 +17,7 @@ import torch
 
 from disranker import lineage
 from disranker.config import from_dict
+from disranker.data import io
 from disranker.models.lora import parameter_counts, with_lora
 from disranker.models.packing import PackedRows, packed_scores, packing_unsupported_reason
 from disranker.teacher import data, dev_scoring
@@ -31,7 +32,9 @@ logger = logging.getLogger(__name__)
 
 def run(config: TeacherConfig, fault: FaultInjection | None = None) -> str:
     """Train the teacher stage ``config.stage`` unless ``output_dir`` already holds this exact run."""
-    config = data.prepare_inputs(config)
+    config = io.with_absolute_paths(
+        config, ("output_dir", "data.clicks", "data.train", "data.dev"), model_specs=("model.spec",)
+    )
     inputs = [config.data.clicks] if config.stage == "cpt" else [config.data.train, config.data.dev]
     parents = lineage.parent_ids(tables=inputs, models=[config.model.spec])
     stage_run = StageRun(f"teacher_{config.stage}", config, config.output_dir, parents)

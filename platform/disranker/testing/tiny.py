@@ -2,22 +2,19 @@
 
 Both are built from a config in code with tokenizers made locally (the ``tokenizers`` library, no hub), seeded, and
 saved as ordinary HF folders, so they go through exactly the loading code the real models use.
+
+The labeling stage refuses a teacher without a trained score head (each actor would draw its own random head), so
+``build_tiny_scorer`` gives the tiny causal LM a seeded head and saves it as a ``LlamaForSequenceClassification``
+folder, which both labeling backends load. Hidden size 128 with 2 heads of 64 dims: vLLM's CPU attention needs
+head_dim ≥ 32.
 """
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
-# Enough English for the WordPiece vocabulary and the BPE training text; words outside it still tokenize, as
-# characters (WordPiece ``##x`` pieces) or bytes (byte-level BPE), so any test string is representable.
-WORDS = (
-    "the a an of to in and or is are was for with on at by from as that this it its be not no which one two "
-    "query title summary document search word words meaning kind type part group act person thing animal plant "
-    "dog cat bird fish tree flower water fire earth air light sound music color red blue green small large "
-    "run walk eat drink make take give move change grow cut grind sandblast stone metal wood glass paper book "
-    "house room door city country river sea mountain food bread fruit apple day night time year man woman child "
-    "hand head eye body heart mind idea work game sport ball team ship car road machine tool computer language"
-).split()
+from disranker.models.text import WORDS
 
 TRAINING_TEXT = " ".join(
     [
@@ -42,6 +39,12 @@ def _seeded_model(model_class, config, seed: int):
         return model_class(config)
 
 
+def _save(model, tokenizer, out_dir: str | Path) -> str:
+    model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    return str(out_dir)
+
+
 def build_tiny_student(out_dir: str | Path, *, seed: int = SEED) -> str:
     """A 2-layer BERT cross-encoder (hidden 32, 2 heads, 1-logit head) and WordPiece tokenizer; returns the folder."""
     from transformers import BertConfig, BertForSequenceClassification, BertTokenizer
@@ -62,11 +65,7 @@ def build_tiny_student(out_dir: str | Path, *, seed: int = SEED) -> str:
         num_labels=1,
         pad_token_id=tokenizer.pad_token_id,
     )
-    model = _seeded_model(BertForSequenceClassification, config, seed)
-    out = Path(out_dir)
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    return str(out)
+    return _save(_seeded_model(BertForSequenceClassification, config, seed), tokenizer, out_dir)
 
 
 def _teacher_tokenizer():
@@ -114,8 +113,18 @@ def build_tiny_teacher(out_dir: str | Path, *, head_dim_32: bool = True, seed: i
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
     )
-    model = _seeded_model(LlamaForCausalLM, config, seed)
-    out = Path(out_dir)
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    return str(out)
+    return _save(_seeded_model(LlamaForCausalLM, config, seed), tokenizer, out_dir)
+
+
+def build_tiny_scorer(out_dir: str | Path, *, seed: int = SEED) -> str:
+    """A tiny ``LlamaForSequenceClassification(num_labels=1)`` folder with a seeded score head; returns the folder."""
+    import torch
+
+    from disranker.models.loading import load_teacher_scorer
+
+    with tempfile.TemporaryDirectory() as tmp:
+        lm_dir = build_tiny_teacher(tmp, head_dim_32=False)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model, tokenizer = load_teacher_scorer(lm_dir)
+    return _save(model, tokenizer, out_dir)
