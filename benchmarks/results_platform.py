@@ -126,7 +126,7 @@ def faults(data: dict) -> list[str]:
 
 def scale(data: dict) -> list[str]:
     lines = ["## The full pool through labeling and distillation (`benchmarks/scale.py`)", "",
-             f"Teacher: {data['teacher']}; student: the tiny BERT of `models/tiny.py`; CPU: {data['cpu']}.", "",
+             f"Teacher: {data['teacher']}; student: the tiny BERT of `testing/tiny.py`; CPU: {data['cpu']}.", "",
              "| pool fraction | pool rows | labeling rows/s | distillation rows/s | lost | duplicated | "
              "rescored labels equal | groups trained / expected | peak RSS MiB by role |",
              "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
@@ -148,6 +148,8 @@ def scale(data: dict) -> list[str]:
         details = ", ".join(f"{k} {v}" for k, v in fault.items() if k not in ("fault", "checked", "holds"))
         verdict = "holds" if fault["holds"] else "FAILS"
         lines.append(f"- **{fault['fault']}** ({details}): {fault['checked']}: {verdict}")
+    for note in data.get("notes", []):
+        lines += ["", note]
     return lines
 
 

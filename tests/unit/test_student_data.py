@@ -10,7 +10,7 @@ import pytest
 from disranker.data import io, schemas
 from disranker.data.validate import rejected_table
 from disranker.student.data import StreamedGroups, training_table
-from disranker.training.groups import group_schema, query_keys, to_group_rows
+from disranker.training.groups import Groups, group_schema, query_keys, to_group_rows
 
 
 class FakeShard:
@@ -30,6 +30,7 @@ def query_rows(sizes: list[int]) -> pa.Table:
         {
             "query_id": f"q{q}",
             "key": int(query_keys([f"q{q}"])[0]),
+            "n_docs": n,
             "query": f"query {q}",
             "titles": [f"q{q}-d{j}" for j in range(n)],
             "summaries": ["s"] * n,
@@ -98,6 +99,7 @@ def test_group_rows_validate_each_query_and_order_its_documents():
     row = grouped.to_pylist()[0]
     assert list(row) == group_schema("teacher_score").names and row["key"] == int(query_keys(["a"])[0])
     assert row["titles"] == ["t1", "t2"] and row["teacher_score"] == [1.0, 0.0]  # by doc_id; the repeat dropped
+    assert row["n_docs"] == 2
     # blake2b, not hash(): the same keys in every process and run, so every worker picks the same share
     assert query_keys(["a", "b"]).tolist() == [1702698405120146464, 4226560797588928834]
     nothing = labels_rows(["c"], doc_ids=["x"]).set_column(1, "query", pa.array([""]))
@@ -119,6 +121,21 @@ def labels_rows(query_ids: list[str], doc_ids: list[str] | None = None) -> pa.Ta
         },
         schema=schemas.LABELS,
     )
+
+
+def test_the_share_of_each_worker_is_planned_from_keys_and_document_counts(tmp_path):
+    sizes = [20, 3, 17, 5, 16, 1]
+    table = query_rows(sizes)
+    planned = table.drop_columns(["titles", "summaries"])  # planning reads keys and counts, never the documents
+    io.write_table(planned, str(tmp_path / "groups" / "part-0.parquet"))
+    groups = Groups(uri=str(tmp_path / "groups"), target_column="teacher_score", queries=6, rows_in=62, rows=62)
+    keys = table["key"].to_pylist()
+    share = groups.share(world_size=2, group_size=16, key_limit=2**63 - 1)
+    want = [sum(-(-n // 16) for n, k in zip(sizes, keys, strict=True) if k % 2 == rank) for rank in (0, 1)]
+    assert share.groups == want and sum(want) == 8 and (share.queries, share.rows) == (6, 62)
+    limit = sorted(keys)[2]  # max_queries=3: the three smallest keys
+    kept = [n for n, k in zip(sizes, keys, strict=True) if k <= limit]
+    assert groups.share(2, 16, limit).rows == sum(kept) and groups.share(2, 16, limit).queries == 3
 
 
 def test_a_labeling_output_folder_is_read_without_its_rejected_shards(tmp_path):

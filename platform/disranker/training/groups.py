@@ -23,6 +23,9 @@ from disranker.data import io
 from disranker.data.validate import validate_table
 
 DONE = "_groups.json"  # written last: a folder without it is an interrupted write and is written again
+# The group rows' layout; a finished write of another layout is written again. 2: ``n_docs``, so that planning reads
+# two integers per query instead of every title (the driver's memory no longer grows with the table).
+LAYOUT = 2
 # CPUs of one read-and-filter task feeding the workers. Ray Data schedules nothing (not even a 0-CPU task) while the
 # Train workers hold every CPU, so a run must leave this much free (checked in ``runner.StageRun.fit``).
 INGEST_CPUS = 0.25
@@ -33,6 +36,7 @@ def group_schema(target_column: str) -> pa.Schema:
         [
             ("query_id", pa.string()),
             ("key", pa.int64()),
+            ("n_docs", pa.int32()),
             ("query", pa.string()),
             ("titles", pa.list_(pa.string())),
             ("summaries", pa.list_(pa.string())),
@@ -59,6 +63,7 @@ def to_group_rows(rows: pa.Table, contract: str, target_column: str) -> pa.Table
             {
                 "query_id": query_id,
                 "key": int(query_keys([query_id])[0]),
+                "n_docs": docs.num_rows,
                 "query": docs["query"][0].as_py(),
                 "titles": docs["title"].to_pylist(),
                 "summaries": docs["summary"].to_pylist(),
@@ -92,9 +97,8 @@ class Groups:
 
     def share(self, world_size: int, group_size: int, key_limit: int) -> Share:
         """What the workers train on: the queries up to ``key_limit``, split by key over ``world_size`` workers."""
-        table = io.read_table(self.uri, columns=["key", "titles"])
-        keys = table["key"].to_numpy()
-        docs = pc.list_value_length(table["titles"]).to_numpy()
+        table = io.read_table(self.uri, columns=["key", "n_docs"])
+        keys, docs = table["key"].to_numpy(), table["n_docs"].to_numpy().astype(np.int64)
         kept = keys <= key_limit
         chunks = -(-docs // group_size)
         per_rank = [int(chunks[kept & (keys % world_size == rank)].sum()) for rank in range(world_size)]
@@ -117,7 +121,7 @@ def write_groups(uri: str, contract: str, target_column: str, out: str) -> Group
     done, source = io.join(out, DONE), _signature(uri)
     if io.exists(done):
         record = io.read_json(done)
-        if record["source"] == source:
+        if record["source"] == source and record.get("layout") == LAYOUT:
             return Groups(**record["groups"])
     fs, path = io.resolve(uri)
     dataset = ray.data.read_parquet(path, filesystem=fs)
@@ -129,17 +133,17 @@ def write_groups(uri: str, contract: str, target_column: str, out: str) -> Group
     if out_fs.get_file_info(out_path).type != pa.fs.FileType.NotFound:
         out_fs.delete_dir_contents(out_path)
     grouped.write_parquet(out_path, filesystem=out_fs)
-    totals = io.read_table(out, columns=["titles"])
+    totals = io.read_table(out, columns=["n_docs"])
     groups = Groups(
         uri=out,
         target_column=target_column,
         queries=totals.num_rows,
         rows_in=rows_in,
-        rows=int(pc.sum(pc.list_value_length(totals["titles"])).as_py() or 0),
+        rows=int(pc.sum(totals["n_docs"]).as_py() or 0),
     )
     if groups.queries == 0:
         raise ValueError(f"{uri}: none of its {rows_in} rows keeps the {contract} contract, nothing to train on")
-    io.write_json({"source": source, "groups": groups.__dict__}, done)
+    io.write_json({"source": source, "layout": LAYOUT, "groups": groups.__dict__}, done)
     return groups
 
 
