@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -35,6 +36,17 @@ def test_plan_names_files_and_row_ranges_and_finds_duplicates_across_files(tmp_p
     assert [s.offset for s in shards] == [0, 2, 4, 5, 7]
     assert shards[3].duplicates == ((6, "duplicate (query_id, doc_id) ('q', 'd1'), first seen at row 1"),)
     assert plan_shards(str(tmp_path / "pool"), rows_per_shard=2) == shards  # deterministic
+
+
+def test_colliding_key_hashes_never_reject_a_row(tmp_path, monkeypatch):
+    """The scan keeps a hash per key and checks repeats on the real keys: with every hash equal, only true repeats."""
+    from disranker.data import schemas
+
+    _pool(tmp_path / "pool" / "a.parquet", [0, 1, 2, 1, 3])
+    want = plan_shards(str(tmp_path / "pool"), rows_per_shard=5)[0].duplicates
+    monkeypatch.setattr(schemas, "stable_keys", lambda texts: np.zeros(len(list(texts)), dtype=np.int64))
+    assert plan_shards(str(tmp_path / "pool"), rows_per_shard=5)[0].duplicates == want
+    assert want == ((3, "duplicate (query_id, doc_id) ('q', 'd1'), first seen at row 1"),)
 
 
 def test_nested_and_flat_files_of_the_same_path_get_different_shard_names(tmp_path):

@@ -8,9 +8,10 @@ import pyarrow as pa
 import pytest
 
 from disranker.data import io, schemas
+from disranker.data.schemas import stable_keys
 from disranker.data.validate import rejected_table
 from disranker.student.data import StreamedGroups, training_table
-from disranker.training.groups import Groups, group_schema, query_keys, to_group_rows
+from disranker.training.groups import Groups, group_schema, to_group_rows
 
 
 class FakeShard:
@@ -29,7 +30,7 @@ def query_rows(sizes: list[int]) -> pa.Table:
     rows = [
         {
             "query_id": f"q{q}",
-            "key": int(query_keys([f"q{q}"])[0]),
+            "key": int(stable_keys([f"q{q}"])[0]),
             "n_docs": n,
             "query": f"query {q}",
             "titles": [f"q{q}-d{j}" for j in range(n)],
@@ -97,11 +98,11 @@ def test_group_rows_validate_each_query_and_order_its_documents():
     grouped = to_group_rows(rows, "labels", "teacher_score")
     assert grouped.num_rows == 1
     row = grouped.to_pylist()[0]
-    assert list(row) == group_schema("teacher_score").names and row["key"] == int(query_keys(["a"])[0])
+    assert list(row) == group_schema("teacher_score").names and row["key"] == int(stable_keys(["a"])[0])
     assert row["titles"] == ["t1", "t2"] and row["teacher_score"] == [1.0, 0.0]  # by doc_id; the repeat dropped
     assert row["n_docs"] == 2
     # blake2b, not hash(): the same keys in every process and run, so every worker picks the same share
-    assert query_keys(["a", "b"]).tolist() == [1702698405120146464, 4226560797588928834]
+    assert stable_keys(["a", "b"]).tolist() == [1702698405120146464, 4226560797588928834]
     nothing = labels_rows(["c"], doc_ids=["x"]).set_column(1, "query", pa.array([""]))
     assert to_group_rows(nothing, "labels", "teacher_score").num_rows == 0  # no valid row: no group
 

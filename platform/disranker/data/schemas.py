@@ -14,6 +14,10 @@ Every text field must be non-empty except ``title``: MS MARCO passages and many 
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Iterable
+
+import numpy as np
 import pyarrow as pa
 
 MIN_LABEL, MAX_LABEL = 0, 4
@@ -65,6 +69,13 @@ CONTRACTS: dict[str, pa.Schema] = {
 MAY_BE_EMPTY = frozenset({"title"})
 # Each (query_id, doc_id) appears once per table: a second copy would count twice in training and metrics.
 KEY = ("query_id", "doc_id")
+
+
+def stable_keys(texts: Iterable[str]) -> np.ndarray:
+    """A stable 63-bit hash of each string (the same in every process and run, unlike ``hash``): query keys that pick a
+    worker's share, and compact stand-ins for (query_id, doc_id) keys when looking for repeats across a pool."""
+    digests = (hashlib.blake2b(text.encode(), digest_size=8).digest() for text in texts)
+    return np.fromiter((int.from_bytes(d, "little") >> 1 for d in digests), dtype=np.int64)
 
 
 def contract(name: str) -> pa.Schema:

@@ -123,17 +123,31 @@ def _num_rows(file: str) -> int:
 
 def _duplicate_keys(files: list[str]) -> dict[int, str]:
     """Pool row → reason, for each valid row whose key an earlier *valid* row of any file has (an invalid row is
-    rejected for its own reason and must not shadow a later valid copy). Streams each file in batches."""
-    keys, offset = [], 0
-    for file in files:
-        fs, path = io.resolve(file)
-        for batch in pq.ParquetFile(path, filesystem=fs).iter_batches(batch_size=KEY_SCAN_ROWS):
-            checked = validate_table(pa.Table.from_batches([batch]), "pool", check_duplicates=False)
-            rows = pa.array(checked.rows + offset, pa.int64())
-            keys.append(checked.valid.select(list(schemas.KEY)).append_column("_row", rows))
-            offset += batch.num_rows
-    if not keys:
+    rejected for its own reason and must not shadow a later valid copy).
+
+    Two streamed passes keep the driver small at any pool size: the first keeps 16 bytes per valid row (a 63-bit hash
+    of its key and its row) and finds the rows whose hash repeats; the second reads the real keys of those rows only,
+    so a hash collision never rejects a row. Holding every key instead cost this driver 487 MiB at 1.26 M rows."""
+    hashes, rows = [], []
+    for offset, valid, valid_rows in _valid_keys(files):
+        joined = pc.binary_join_element_wise(valid["query_id"], valid["doc_id"], "\x1f").to_pylist()
+        hashes.append(schemas.stable_keys(joined))
+        rows.append(valid_rows + offset)
+    if not hashes:
         return {}
+    hashes, rows = np.concatenate(hashes), np.concatenate(rows)
+    order = np.argsort(hashes, kind="stable")
+    repeated, ordered = np.zeros(len(order), dtype=bool), hashes[order]
+    same = ordered[1:] == ordered[:-1]
+    repeated[1:] |= same
+    repeated[:-1] |= same
+    candidates = rows[order][repeated]
+    if len(candidates) == 0:
+        return {}
+    keys = []
+    for offset, valid, valid_rows in _valid_keys(files):
+        kept = np.isin(valid_rows + offset, candidates)
+        keys.append(valid.filter(pa.array(kept)).append_column("_row", pa.array(valid_rows[kept] + offset, pa.int64())))
     keys = pa.concat_tables(keys)
     first = keys.group_by(list(schemas.KEY), use_threads=False).aggregate([("_row", "min")])
     paired = keys.join(first, keys=list(schemas.KEY))
@@ -142,6 +156,18 @@ def _duplicate_keys(files: list[str]) -> dict[int, str]:
         r["_row"]: f"duplicate (query_id, doc_id) {(r['query_id'], r['doc_id'])!r}, first seen at row {r['_row_min']}"
         for r in repeats
     }
+
+
+def _valid_keys(files: list[str]):
+    """Per batch of ``KEY_SCAN_ROWS`` pool rows: the offset of its first row in the pool, the key columns of its valid
+    rows, and their rows within the batch."""
+    offset = 0
+    for file in files:
+        fs, path = io.resolve(file)
+        for batch in pq.ParquetFile(path, filesystem=fs).iter_batches(batch_size=KEY_SCAN_ROWS):
+            checked = validate_table(pa.Table.from_batches([batch]), "pool", check_duplicates=False)
+            yield offset, checked.valid.select(list(schemas.KEY)), np.asarray(checked.rows, dtype=np.int64)
+            offset += batch.num_rows
 
 
 def read_shard(shard_json: str) -> pa.Table:

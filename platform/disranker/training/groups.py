@@ -12,7 +12,6 @@ deterministically from seed and epoch (``student.data``) and a resumed epoch can
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,6 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from disranker.data import io
+from disranker.data.schemas import stable_keys
 from disranker.data.validate import validate_table
 
 DONE = "_groups.json"  # written last: a folder without it is an interrupted write and is written again
@@ -45,12 +45,6 @@ def group_schema(target_column: str) -> pa.Schema:
     )
 
 
-def query_keys(query_ids: list[str]) -> np.ndarray:
-    """A stable 63-bit hash of each query id (the same in every process and run, unlike ``hash``)."""
-    digests = (hashlib.blake2b(q.encode(), digest_size=8).digest() for q in query_ids)
-    return np.array([int.from_bytes(d, "little") >> 1 for d in digests], dtype=np.int64)
-
-
 def to_group_rows(rows: pa.Table, contract: str, target_column: str) -> pa.Table:
     """One query's input rows (a Ray Data group) as one group row, its valid documents ordered by doc_id; no row when
     none is valid. A table holding several queries (a null query id groups them) gives one row per query."""
@@ -62,7 +56,7 @@ def to_group_rows(rows: pa.Table, contract: str, target_column: str) -> pa.Table
         out.append(
             {
                 "query_id": query_id,
-                "key": int(query_keys([query_id])[0]),
+                "key": int(stable_keys([query_id])[0]),
                 "n_docs": docs.num_rows,
                 "query": docs["query"][0].as_py(),
                 "titles": docs["title"].to_pylist(),
