@@ -4,7 +4,7 @@
 #
 #   benchmarks/gpu_checks.sh prepare        # here: SmolLM2's config + tokenizer, the small corpus' train judgments,
 #                                           # the one missing wheel (bm25s, imported by disranker.data.demo)
-#   benchmarks/gpu_checks.sh run OUT_DIR    # there: tests/gpu, then the teacher SFT step speed on the GPU
+#   benchmarks/gpu_checks.sh run OUT_DIR    # there: tests/gpu, the teacher SFT step speed on the GPU, its profile
 #
 # The SFT speed runs SmolLM2-135M's architecture with seeded random weights (`teacher_speed.py --random-init`: its
 # weights do not fit the transfer), every mode on the same groups: fp32/bf16 × plain/packed. Its per-step losses show
@@ -61,6 +61,9 @@ PY
         ("${speed[@]}" --groups-per-step $groups --modes packed-bf16 plain-bf16 plain-fp32 packed-fp32 \
             --out "$out/teacher_speed_cuda_g$groups.json" || echo "FAILED: $groups groups") 2>&1 | grep -v "^- \|LOAD REPORT"
     done
+    # Where a step's time goes (fp32 vs bf16 autocast): top kernels, GPU busy time, device ops per step.
+    (python3 benchmarks/gpu_step_profile.py --model .gpu/smollm2 --judgments .gpu/train.parquet || echo "FAILED: profile") \
+        2>&1 | grep -v "^- \|LOAD REPORT\|Loading weights\|Writing model" | tee "$out/step_profile.txt"
     ;;
 *)
     echo "usage: $0 prepare | run OUT_DIR" >&2

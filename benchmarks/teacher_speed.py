@@ -59,7 +59,7 @@ def loss_of(model, batch: dict, mode_precision: str, device_type: str) -> torch.
     return rank_loss("hinge", scores, batch["labels"], batch["mask"])
 
 
-def _to(batch: dict, device: torch.device) -> dict:
+def to_device(batch: dict, device: torch.device) -> dict:
     return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
 
 
@@ -98,7 +98,7 @@ def run_mode(args, mode: str, groups: list) -> dict:
         torch.cuda.empty_cache()  # the previous mode's model and optimizer are gone: measure this one's peak alone
         torch.cuda.reset_peak_memory_stats()
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, fused=optimizer_kind != ["foreach"])
-    prepared = [_to(batch, device) for batch in batches(groups, tokenizer, layout, args)]
+    prepared = [to_device(batch, device) for batch in batches(groups, tokenizer, layout, args)]
     losses, seconds = [], []
     for i, batch in enumerate(prepared[: args.warmup + args.steps]):
         started = time.perf_counter()
