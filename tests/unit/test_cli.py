@@ -137,11 +137,15 @@ def test_pipeline_size_loads_the_named_config(monkeypatch):
         def summary(self) -> str:
             return "the table"
 
-    seen = []
+    from disranker.testing import smoke
+
+    seen, built = [], []
     monkeypatch.setattr(pipeline, "run", lambda config: seen.append(config) or Finished())
+    monkeypatch.setattr(smoke, "build_smoke_inputs", lambda: built.append("outputs/smoke"))
     result = runner.invoke(app, ["pipeline", "--size", "tiny", "output_dir=/tmp/x"])
     assert result.exit_code == 0 and result.stdout == "the table\n"
     assert [(c.corpus.size, c.output_dir) for c in seen] == [("tiny", "/tmp/x")]  # pipeline_smoke.yaml + override
+    assert built == ["outputs/smoke"]  # the tiny models its stage files start from, made first
 
 
 def test_evaluate_prints_metrics_reports_the_bad_row_and_writes_it(tmp_path):

@@ -86,6 +86,10 @@ def pipeline(
     except ConfigError as exc:
         raise typer.BadParameter(str(exc)) from exc
     cfg = load_stage_config(main_job.PipelineConfig, None if path is None else Path(path), overrides)
+    if size == "tiny":  # the smoke files start from the tiny models `data build-smoke-inputs` makes: make them first
+        from disranker.testing.smoke import build_smoke_inputs
+
+        build_smoke_inputs()
     typer.echo(main_job.run(cfg).summary())
 
 
