@@ -37,20 +37,6 @@ run)
         | tee -a "$out/gpu.txt"
     python3 -m pytest -q -p no:cacheprovider tests/gpu --ignore tests/gpu/test_teacher_gpu.py \
         --junitxml "$out/tests_gpu.xml" 2>&1 | tee "$out/tests_gpu.log" || true
-    python3 - "$out" <<'PY'
-import json, subprocess, sys, xml.etree.ElementTree as ET
-import torch, transformers
-out = sys.argv[1]
-tests = [{"name": f"{case.get('classname')}::{case.get('name')}",
-          "outcome": next((child.tag for child in case if child.tag in ("failure", "error", "skipped")), "passed")}
-         for case in ET.parse(f"{out}/tests_gpu.xml").iter("testcase")]
-driver = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"], capture_output=True,
-                        text=True).stdout.strip()
-json.dump({"device": torch.cuda.get_device_name(), "driver": driver, "torch": torch.__version__,
-           "transformers": transformers.__version__, "tests": tests,
-           "left_out": ["tests/gpu/test_teacher_gpu.py: launches Ray Train, and the machine has no Ray"]},
-          open(f"{out}/gpu_tests.json", "w"), indent=1)
-PY
     export PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True
     speed=(python3 benchmarks/teacher_speed.py --device cuda --model .gpu/smollm2 --random-init
            --judgments .gpu/train.parquet --group-size 16 --max-length 96 --row-tokens 512 --warmup 2 --steps 8)
@@ -64,6 +50,23 @@ PY
     # Where a step's time goes (fp32 vs bf16 autocast): top kernels, GPU busy time, device ops per step.
     (python3 benchmarks/gpu_step_profile.py --model .gpu/smollm2 --judgments .gpu/train.parquet || echo "FAILED: profile") \
         2>&1 | grep -v "^- \|LOAD REPORT\|Loading weights\|Writing model" | tee "$out/step_profile.txt"
+    # One file for docs/results.md: the tests' outcomes and every speed run (benchmarks/results/gpu_checks.json).
+    python3 - "$out" <<'PY'
+import glob, json, subprocess, sys, xml.etree.ElementTree as ET
+import torch, transformers
+out = sys.argv[1]
+tests = [{"name": f"{case.get('classname')}::{case.get('name')}",
+          "outcome": next((child.tag for child in case if child.tag in ("failure", "error", "skipped")), "passed")}
+         for case in ET.parse(f"{out}/tests_gpu.xml").iter("testcase")]
+driver = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"], capture_output=True,
+                        text=True).stdout.strip()
+json.dump({"device": torch.cuda.get_device_name(), "driver": driver, "torch": torch.__version__,
+           "transformers": transformers.__version__, "tests": tests,
+           "speed": sorted((json.load(open(f)) for f in glob.glob(f"{out}/teacher_speed_cuda_g*.json")),
+                           key=lambda run: run["settings"]["groups_per_step"]),
+           "left_out": ["tests/gpu/test_teacher_gpu.py: launches Ray Train, and the machine has no Ray"]},
+          open(f"{out}/gpu_checks.json", "w"), indent=1)
+PY
     ;;
 *)
     echo "usage: $0 prepare | run OUT_DIR" >&2

@@ -13,7 +13,7 @@ import json
 import re
 from pathlib import Path
 
-from results_platform import (  # benchmarks/ is first on sys.path
+from results_platform import (
     cluster_sizing,
     faults,
     labeling,
@@ -21,6 +21,7 @@ from results_platform import (  # benchmarks/ is first on sys.path
     scale,
     serve_load,
 )
+from results_teacher import gpu_checks, teacher_lora, teacher_speed  # benchmarks/ is first on sys.path
 
 RESULTS = Path("benchmarks/results")
 
@@ -37,64 +38,6 @@ def demo_run(data: dict) -> list[str]:
         data["summary"],
         "```",
     ]
-
-
-def teacher_speed(data: dict) -> list[str]:
-    lines = [
-        "## Teacher SFT training speed (`benchmarks/teacher_speed.py`)",
-        "",
-        *_speed_table(data),
-    ]
-    fp32_losses = {tuple(round(x, 4) for x in r["losses"]) for r in data["modes"] if r["precision"] == "fp32"}
-    lines += ["", f"The fp32 modes' per-step losses agree to 4 decimals: {len(fp32_losses) == 1}."]
-    return lines
-
-
-def gpu_checks(data: dict) -> list[str]:
-    """The lent CUDA machine's run of `benchmarks/gpu_checks.sh` (tests/gpu, then the SFT step speed on the GPU)."""
-    passed = sum(t["outcome"] == "passed" for t in data["tests"])
-    lines = [
-        "## On a CUDA GPU (`benchmarks/gpu_checks.sh`)",
-        "",
-        f"{data['device']} (driver {data['driver']}), torch {data['torch']}, transformers {data['transformers']}: "
-        f"tests/gpu {passed} of {len(data['tests'])} passed; left out: {'; '.join(data['left_out'])}.",
-    ]
-    for name in sorted(RESULTS.glob("teacher_speed_cuda_g*.json"), key=lambda p: int(p.stem.rpartition("g")[2])):
-        speed = json.loads(name.read_text())
-        worst = max(r["max_loss_diff_vs_plain"] for r in speed["modes"] if r["precision"] == "fp32")
-        lines += ["", f"### {speed['settings']['groups_per_step']} query groups per step (`{name.name}`)", ""]
-        lines += _speed_table(speed)
-        lines += ["", f"Packed vs plain, fp32: largest per-step loss difference {worst:.1e}."]
-    return lines + [""] + [f"- {note}" for note in data.get("notes", [])]
-
-
-def _speed_table(data: dict) -> list[str]:
-    s, m = data["settings"], data["machine"]
-    cuda = m.get("device", "cpu") != "cpu"
-    model = "SmolLM2-135M's architecture with seeded random weights" if s.get("twin_of") else "SmolLM2-135M scorer"
-    where = m["device"] if cuda else f"{m['torch_threads']} torch threads on {m['cpu']}"
-    flags = "" if cuda else f" (bf16 flags: {', '.join(m['cpu_bf16_flags']) or 'none'})"
-    lines = [
-        f"{model}, {s['groups_per_step']} query groups × {s['group_size']} documents per step (demo train "
-        f"judgments, max_length {s['max_length']}), {s['steps']} timed steps after {s['warmup']} warm-up, "
-        f"{where}{flags}, torch {m['torch']}, "
-        "one run; every mode trains on the same groups from the same weights. `plain-fp32-foreach` is the SFT step "
-        "before this change (one padded row per document, torch's default AdamW); the other modes use the stage's "
-        "fused AdamW, so `× plain` is packing's or bf16's own factor. FLOPs are counted from the shapes (dense "
-        "attention over each row's width).",
-        "",
-        "| mode | pairs/s | × before | × plain fp32 | s/step | tokens/step | GFLOP/s | peak GPU MiB |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for r in data["modes"]:
-        before = f"{r['over_before']:.2f}" if r.get("over_before") else "-"
-        plain = f"{r['over_plain_fp32']:.2f}" if r.get("over_plain_fp32") else "-"
-        peak = f"{r['peak_gpu_mib']:,.0f}" if r.get("peak_gpu_mib") else "-"
-        lines.append(
-            f"| {r['mode']} | {r['pairs_per_s']:.2f} | {before} | {plain} | {r['seconds_per_step']:.2f} | "
-            f"{r['tokens_per_step']:.0f} | {r['gflop_per_s']:.0f} | {peak} |"
-        )
-    return lines
 
 
 def quality_study(data: dict) -> list[str]:
@@ -174,30 +117,6 @@ def pool_sizes(results: Path) -> list[str]:
     return lines
 
 
-def teacher_lora(data: dict) -> list[str]:
-    full, lora = data["runs"]
-    ratio = data["lora_over_full"]
-    lines = [
-        "## LoRA teacher (`benchmarks/teacher_lora.py`)",
-        "",
-        f"The demo run's SFT config (`{data['sft_config_from']}`), the same steps, full fine-tuning against LoRA "
-        f"(r {lora['lora']['r']}, alpha {lora['lora']['alpha']}, dropout {lora['lora']['dropout']}, on "
-        f"{', '.join(lora['lora']['target_modules'])}; the score head in full; lr {lora['lr']} vs {full['lr']}). "
-        f"Load average at the end {data['loadavg_end'][0]:.1f}.",
-        "",
-        "| mode | trainable parameters | s / step | train worker peak RSS MiB | dev NDCG@10 (best epoch) | last loss |",
-        "|---|---|---|---|---|---|",
-    ]
-    for r in (full, lora):
-        peak, best = r["peak_rss_mb"]["train worker"], r["dev_best"]["ndcg@10"]
-        lines.append(f"| {r['mode']} | {r['trainable_params']:,} of {r['total_params']:,} | {r['s_per_step']:.2f} | "
-                     f"{peak:,} | {best:.4f} | {r['last_loss']:.3f} |")  # fmt: skip
-    lines += ["", f"LoRA / full: {ratio['s_per_step']:.2f}× the time per step, {ratio['worker_peak_rss']:.2f}× the "
-              f"worker's peak memory, {ratio['trainable_params']:.4f}× the trainable parameters. "
-              f"{data.get('context', '')}"]  # fmt: skip
-    return lines
-
-
 def distill_ablation(data: dict) -> list[str]:
     seeds = ", ".join(map(str, data["seeds"]))
     lines = [
@@ -238,7 +157,7 @@ CLAIMS = (
 SECTIONS = {
     "demo.json": demo_run,
     "teacher_speed.json": teacher_speed,
-    "gpu_tests.json": gpu_checks,
+    "gpu_checks.json": gpu_checks,
     "teacher_lora.json": teacher_lora,
     "quality_study.json": quality_study,
     "distill_ablation.json": distill_ablation,
@@ -251,7 +170,7 @@ SECTIONS = {
     "cluster_sizing.json": cluster_sizing,
 }
 # Files read by another section (the pool-size table) or kept as the record of a superseded measurement.
-COVERED = ("quality_study_pool200.json", "teacher_speed_cuda_g*.json")
+COVERED = ("quality_study_pool200.json",)
 
 
 def render(results: Path) -> str:

@@ -15,6 +15,7 @@ when rejected). A row rejected by validation is never scored; a row the teacher 
 from __future__ import annotations
 
 import json
+from bisect import bisect_left
 from collections import defaultdict
 from dataclasses import asdict, dataclass, replace
 
@@ -26,9 +27,9 @@ import pyarrow.parquet as pq
 
 from disranker.data import io, schemas
 from disranker.data.validate import rejected_table, validate_table
+from disranker.labeling.pool_keys import repeated_keys
 
 LABELS_DIR, REJECTED_DIR = "labels", "rejected"
-KEY_SCAN_ROWS = 100_000  # rows validated at a time while looking for repeated keys across the pool
 # Reasons the scorer gives (labeling.backends): a rerun retries these rows; validation rejections are final.
 SCORER_REASONS = ("teacher failed: ", "teacher_score: ")
 
@@ -89,13 +90,15 @@ def plan_shards(pool: str, rows_per_shard: int) -> list[Shard]:
     """Every shard of the pool, in pool order, with the rows whose (query_id, doc_id) an earlier row already has."""
     files = pool_files(pool)
     counts = [_num_rows(file) for file in files]  # also checks each file has the pool's columns
-    duplicates = _duplicate_keys(files)
+    duplicates = repeated_keys(files)
+    repeated = sorted(duplicates)
     shards, offset = [], 0
     for file, count in zip(files, counts, strict=True):
         stem = _shard_stem(pool, file)
         for start in range(0, count, rows_per_shard):
             stop = min(start + rows_per_shard, count)
-            dups = tuple((row, duplicates[row]) for row in range(offset + start, offset + stop) if row in duplicates)
+            inside = repeated[bisect_left(repeated, offset + start) : bisect_left(repeated, offset + stop)]
+            dups = tuple((row, duplicates[row]) for row in inside)
             shards.append(Shard(f"{stem}.rows-{start:09d}-{stop:09d}", file, start, stop, offset + start, dups))
         offset += count
     return shards
@@ -119,55 +122,6 @@ def _num_rows(file: str) -> int:
             f"pool file {file} lacks column(s) {', '.join(missing)}; a pool has {', '.join(schemas.POOL.names)}"
         )
     return metadata.num_rows
-
-
-def _duplicate_keys(files: list[str]) -> dict[int, str]:
-    """Pool row → reason, for each valid row whose key an earlier *valid* row of any file has (an invalid row is
-    rejected for its own reason and must not shadow a later valid copy).
-
-    Two streamed passes keep the driver small at any pool size: the first keeps 16 bytes per valid row (a 63-bit hash
-    of its key and its row) and finds the rows whose hash repeats; the second reads the real keys of those rows only,
-    so a hash collision never rejects a row. Holding every key instead cost this driver 487 MiB at 1.26 M rows."""
-    hashes, rows = [], []
-    for offset, valid, valid_rows in _valid_keys(files):
-        joined = pc.binary_join_element_wise(valid["query_id"], valid["doc_id"], "\x1f").to_pylist()
-        hashes.append(schemas.stable_keys(joined))
-        rows.append(valid_rows + offset)
-    if not hashes:
-        return {}
-    hashes, rows = np.concatenate(hashes), np.concatenate(rows)
-    order = np.argsort(hashes, kind="stable")
-    repeated, ordered = np.zeros(len(order), dtype=bool), hashes[order]
-    same = ordered[1:] == ordered[:-1]
-    repeated[1:] |= same
-    repeated[:-1] |= same
-    candidates = rows[order][repeated]
-    if len(candidates) == 0:
-        return {}
-    keys = []
-    for offset, valid, valid_rows in _valid_keys(files):
-        kept = np.isin(valid_rows + offset, candidates)
-        keys.append(valid.filter(pa.array(kept)).append_column("_row", pa.array(valid_rows[kept] + offset, pa.int64())))
-    keys = pa.concat_tables(keys)
-    first = keys.group_by(list(schemas.KEY), use_threads=False).aggregate([("_row", "min")])
-    paired = keys.join(first, keys=list(schemas.KEY))
-    repeats = paired.filter(pc.not_equal(paired["_row"], paired["_row_min"])).to_pylist()
-    return {
-        r["_row"]: f"duplicate (query_id, doc_id) {(r['query_id'], r['doc_id'])!r}, first seen at row {r['_row_min']}"
-        for r in repeats
-    }
-
-
-def _valid_keys(files: list[str]):
-    """Per batch of ``KEY_SCAN_ROWS`` pool rows: the offset of its first row in the pool, the key columns of its valid
-    rows, and their rows within the batch."""
-    offset = 0
-    for file in files:
-        fs, path = io.resolve(file)
-        for batch in pq.ParquetFile(path, filesystem=fs).iter_batches(batch_size=KEY_SCAN_ROWS):
-            checked = validate_table(pa.Table.from_batches([batch]), "pool", check_duplicates=False)
-            yield offset, checked.valid.select(list(schemas.KEY)), np.asarray(checked.rows, dtype=np.int64)
-            offset += batch.num_rows
 
 
 def read_shard(shard_json: str) -> pa.Table:
