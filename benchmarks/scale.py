@@ -139,9 +139,11 @@ def role(cmdline: list[str]) -> str:
     text = " ".join(cmdline)
     for needle, name in (("jobs.label_pool", "label driver"), ("scale.py --child", "distill driver"),
                          ("TransformersScorer", "labeling actor"), ("RayTrainWorker", "train worker"),
-                         ("TrainController", "train controller"), ("ray::", "ray task")):  # fmt: skip
+                         ("TrainController", "train controller")):  # fmt: skip
         if needle in text:
             return name
+    if "ray::" in text:  # named by what it runs (a process is renamed as it takes other work): the growth's owner
+        return "ray task " + text.split("ray::", 1)[1].split()[0].split("(")[0].split(".")[0]
     return "ray system"
 
 
