@@ -1,15 +1,13 @@
-"""The ranking endpoint on a local Ray, called over real HTTP on 127.0.0.1 (a port the OS picks).
+"""The ranking endpoint on a local Ray, called over real HTTP on 127.0.0.1 (a port the OS picks): rankings, input
+checks, the rerank routes, auth, batching and the deployment's settings.
 
-One tiny student for the module; its scores are computed directly too, so the endpoint's ranking is checked against
-known values. The replica-kill test runs last: it replaces the replica the others use.
+One tiny student for the module (tests/integration/conftest.py); its scores are computed directly too, so the
+endpoint's ranking is checked against known values.
 """
 
 from __future__ import annotations
 
 import json
-import socket
-import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -18,92 +16,15 @@ import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tests.rank_bodies import any_requests, body_bytes, valid_requests
+from tests.serving_client import APP, AUTH, DOCS, QUERY, deployment_details, info, rank
 
 from disranker.models.loading import load_student, score_pairs_student
-from disranker.serving.app import TOKEN_ENV, build_app
-from disranker.serving.config import RankerArgs
-from disranker.testing.tiny import build_tiny_student
 
 pytestmark = pytest.mark.integration
 
-TOKEN = "test-token-5f2c"
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
-APP = "ranker"
-QUERY = "a small domesticated carnivore"
-DOCS = [
-    {"id": "cat", "title": "cat, true cat", "summary": "the cat sat on the mat; feline"},
-    {"id": "dog", "title": "dog, domestic dog", "summary": "the dog barked all night; canine"},
-    {"id": "stone", "title": "sandblast", "summary": "sandblast the stone wall; abrade, grind"},
-    {"id": "tree", "title": "tree", "summary": "a tall plant with a wood body " * 8},  # over max_length: cut
-]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def api_token(monkeypatch_module):
-    """Set before Ray starts, so the replicas (children of this Ray) see it."""
-    monkeypatch_module.setenv(TOKEN_ENV, TOKEN)
-
-
-@pytest.fixture(scope="module")
-def student_dir(tmp_path_factory):
-    return build_tiny_student(tmp_path_factory.mktemp("student"))
-
-
-@pytest.fixture(scope="module")
-def ranker_args(student_dir) -> RankerArgs:
-    return RankerArgs.model_validate(
-        {
-            "model": student_dir,
-            "max_length": 64,
-            "max_documents": 8,
-            "max_body_bytes": 4096,
-            "num_cpus": 0.5,
-            "torch_threads": 1,
-            # A long upscale delay keeps one replica, so /info's counters cover every request of the batching test.
-            "autoscaling": {"min_replicas": 1, "max_replicas": 2, "target_ongoing_requests": 3, "upscale_delay_s": 600},
-            "batching": {"max_batch_size": 64, "batch_wait_timeout_s": 0.25},
-        }
-    )
-
-
-@pytest.fixture(scope="module")
-def base_url(api_token, ray_start_2_cpus, ranker_args):
-    from ray import serve
-
-    port = _free_port()
-    serve.start(http_options={"host": "127.0.0.1", "port": port})
-    serve.run(build_app(ranker_args), name=APP, route_prefix="/")
-    yield f"http://127.0.0.1:{port}"
-    serve.shutdown()
-
-
-def _rank(base_url: str, payload, headers=AUTH) -> requests.Response:
-    body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-    return requests.post(
-        f"{base_url}/rank", data=body, headers={**headers, "Content-Type": "application/json"}, timeout=60
-    )
-
-
-def _info(base_url: str) -> dict:
-    response = requests.get(f"{base_url}/info", headers=AUTH, timeout=30)
-    response.raise_for_status()
-    return response.json()
-
-
-def _deployment_details() -> dict:
-    from ray.serve.context import _get_global_client
-
-    return _get_global_client().get_serve_details()["applications"][APP]["deployments"]["Ranker"]
-
 
 def test_ranking_matches_direct_scores(base_url, student_dir):
-    response = _rank(base_url, {"query": QUERY, "documents": DOCS})
+    response = rank(base_url, {"query": QUERY, "documents": DOCS})
     assert response.status_code == 200, response.text
     body = response.json()
 
@@ -124,7 +45,7 @@ def test_ranking_matches_direct_scores(base_url, student_dir):
     }
     assert body["truncated_documents"] == 1 and body["max_length"] == 64
 
-    top = _rank(base_url, {"query": QUERY, "documents": DOCS, "top_k": 2}).json()
+    top = rank(base_url, {"query": QUERY, "documents": DOCS, "top_k": 2}).json()
     assert [r["id"] for r in top["results"]] == expected_order[:2]
 
 
@@ -143,11 +64,11 @@ def test_ranking_matches_direct_scores(base_url, student_dir):
     ],
 )
 def test_bad_input_is_refused_and_the_next_request_succeeds(base_url, payload, status, field):
-    response = _rank(base_url, payload)
+    response = rank(base_url, payload)
     assert response.status_code == status, response.text
     error = response.json()["error"]
     assert error["field"] == field and error["message"]
-    assert _rank(base_url, {"query": QUERY, "documents": DOCS[:2]}).status_code == 200
+    assert rank(base_url, {"query": QUERY, "documents": DOCS[:2]}).status_code == 200
 
 
 @pytest.mark.parametrize(
@@ -162,13 +83,13 @@ def test_bad_input_is_refused_and_the_next_request_succeeds(base_url, payload, s
     ],
 )
 def test_hostile_bodies_get_a_4xx_naming_the_field(base_url, body, status, field):
-    response = _rank(base_url, body)
+    response = rank(base_url, body)
     assert response.status_code == status, response.text
     assert response.json()["error"]["field"] == field
 
 
 def test_control_characters_are_ranked_as_spaces_and_api_docs_are_closed(base_url):
-    response = _rank(base_url, {"query": "a\u0000small\u0007 carnivore", "documents": DOCS[:2]})
+    response = rank(base_url, {"query": "a\u0000small\u0007 carnivore", "documents": DOCS[:2]})
     assert response.status_code == 200, response.text
     for path in ("/docs", "/redoc", "/openapi.json"):
         assert requests.get(f"{base_url}{path}", timeout=30).status_code == 404, path
@@ -179,7 +100,7 @@ def test_control_characters_are_ranked_as_spaces_and_api_docs_are_closed(base_ur
 )
 @given(body=st.one_of(valid_requests.map(body_bytes), any_requests.map(body_bytes), st.binary(max_size=300)))
 def test_generated_bodies_never_get_a_5xx(base_url, body):
-    response = _rank(base_url, body)
+    response = rank(base_url, body)
     assert response.status_code in (200, 400, 413, 422), (response.status_code, response.text, body)
     if response.status_code == 200:
         sent = [d["id"] for d in json.loads(body)["documents"]]
@@ -187,9 +108,9 @@ def test_generated_bodies_never_get_a_5xx(base_url, body):
         assert set(got) <= set(sent) and len(got) == min(len(sent), json.loads(body).get("top_k") or len(sent))
 
 
-def test_cohere_and_tei_rerank_routes_rank_like_rank(base_url):
+def test_cohere_and_tei_rerank_routes_rank_likerank(base_url):
     texts = [d["summary"] for d in DOCS]
-    plain = _rank(base_url, {"query": QUERY, "documents": [{"id": str(i), "summary": t} for i, t in enumerate(texts)]})
+    plain = rank(base_url, {"query": QUERY, "documents": [{"id": str(i), "summary": t} for i, t in enumerate(texts)]})
     order = [int(r["id"]) for r in plain.json()["results"]]
     headers = {**AUTH, "Content-Type": "application/json"}
     cohere = requests.post(f"{base_url}/v1/rerank", headers=headers, timeout=60, json={
@@ -213,30 +134,28 @@ def test_cohere_and_tei_rerank_routes_rank_like_rank(base_url):
 
 def test_token_is_required_when_set(base_url):
     payload = {"query": QUERY, "documents": DOCS[:2]}
-    assert _rank(base_url, payload, headers={}).status_code == 401
-    wrong = _rank(base_url, payload, headers={"Authorization": "Bearer nope"})
+    assert rank(base_url, payload, headers={}).status_code == 401
+    wrong = rank(base_url, payload, headers={"Authorization": "Bearer nope"})
     assert wrong.status_code == 401 and wrong.json()["error"]["field"] == "Authorization"
     assert requests.get(f"{base_url}/info", timeout=30).status_code == 401
     assert requests.get(f"{base_url}/healthz", timeout=30).json() == {"status": "ok"}  # probes need no token
-    assert _rank(base_url, payload).status_code == 200
+    assert rank(base_url, payload).status_code == 200
 
 
 def test_concurrent_requests_share_model_calls(base_url):
-    before = _info(base_url)["counters"]
+    before = info(base_url)["counters"]
     n_requests = 8
     with ThreadPoolExecutor(n_requests) as pool:
-        responses = list(
-            pool.map(lambda _: _rank(base_url, {"query": QUERY, "documents": DOCS[:3]}), range(n_requests))
-        )
+        responses = list(pool.map(lambda _: rank(base_url, {"query": QUERY, "documents": DOCS[:3]}), range(n_requests)))
     assert all(r.status_code == 200 for r in responses)
-    after = _info(base_url)["counters"]
+    after = info(base_url)["counters"]
     assert after["requests"] - before["requests"] == n_requests
     assert after["pairs"] - before["pairs"] == 3 * n_requests
     assert after["batches"] - before["batches"] < n_requests
 
 
 def test_deployment_settings_follow_the_config(base_url, ranker_args):
-    config = _deployment_details()["deployment_config"]
+    config = deployment_details()["deployment_config"]
     autoscaling = config["autoscaling_config"]
     for key, value in ranker_args.autoscaling.model_dump().items():
         assert autoscaling[key] == value, key
@@ -250,101 +169,9 @@ def test_batching_knobs_change_without_a_restart(base_url):
     (serve.run gives every run a new code version, which replaces replicas instead)."""
     from ray import serve
 
-    replica = _info(base_url)["replica"]
+    replica = info(base_url)["replica"]
     knobs = {"max_batch_size": 16, "batch_wait_timeout_s": 0.05}
-    serve.get_app_handle(APP).reconfigure.remote(knobs).result(timeout_s=60)
-    info = _info(base_url)
-    assert info["batching"] == knobs and info["replica"] == replica
-    assert _rank(base_url, {"query": QUERY, "documents": DOCS}).status_code == 200
-
-
-def test_onnx_int8_runtime_is_checked_and_reported(base_url, ranker_args, tmp_path_factory):
-    """A second application on the same Serve: the student as its int8 ONNX graph, checked against torch at replica
-    start (floors for a 32-wide random BERT, see tests/unit/test_onnx_runtime.py) and reported by /info."""
-    from ray import serve
-
-    cache = str(tmp_path_factory.mktemp("onnx"))
-    onnx_args = RankerArgs.model_validate(
-        {
-            **ranker_args.model_dump(),
-            "runtime": "onnx-int8",
-            "onnx": {"min_spearman": 0.8, "min_top10_agreement": 0.6, "cache_dir": cache},
-            "autoscaling": {"min_replicas": 1, "max_replicas": 1},
-        }
-    )
-    serve.run(build_app(onnx_args), name="ranker-onnx", route_prefix="/onnx")
-    try:
-        runtime = _info(f"{base_url}/onnx")["runtime"]
-        assert runtime["active"] == "onnx-int8" and runtime["reason"] is None
-        assert runtime["check"]["spearman"] >= 0.8 and runtime["onnx_file"].endswith("model.int8.onnx")
-        response = _rank(f"{base_url}/onnx", {"query": QUERY, "documents": DOCS})
-        assert response.status_code == 200, response.text
-        assert sorted(r["id"] for r in response.json()["results"]) == sorted(d["id"] for d in DOCS)
-        assert _info(base_url)["runtime"] == {"requested": "torch", "active": "torch"}
-    finally:
-        serve.delete("ranker-onnx")
-
-
-def test_overload_gets_a_fast_503_with_retry_after(base_url, ranker_args):
-    """Before: max_queued_requests was unset (unbounded), so 48 clients got no 503 and a 29 s p50."""
-    from ray import serve
-
-    tight = RankerArgs.model_validate(
-        {
-            **ranker_args.model_dump(),
-            "max_ongoing_requests": 1,
-            "max_queued_requests": 1,
-            "retry_after_s": 2,
-            "autoscaling": {"min_replicas": 1, "max_replicas": 1},
-        }
-    )
-    serve.run(build_app(tight), name="ranker-tight", route_prefix="/tight")
-    try:
-        with ThreadPoolExecutor(12) as pool:
-            responses = list(pool.map(lambda _: _rank(f"{base_url}/tight", {"query": QUERY, "documents": DOCS}),
-                                      range(12)))  # fmt: skip
-        statuses = sorted(r.status_code for r in responses)
-        assert set(statuses) == {200, 503} and statuses.count(200) >= 2, statuses
-        assert all(r.headers.get("retry-after") == "2" for r in responses if r.status_code == 503)
-    finally:
-        serve.delete("ranker-tight")
-
-
-def test_killed_replica_is_replaced(base_url):
-    import ray
-
-    killed = _info(base_url)["replica"]
-    (replica,) = [r for r in _deployment_details()["replicas"] if r["state"] == "RUNNING"]
-    statuses: list[int] = []
-    stop = threading.Event()
-
-    def stream() -> None:  # requests in flight while the replica dies; failures here are expected and counted
-        for _ in range(200):
-            if stop.is_set():
-                return
-            try:
-                statuses.append(_rank(base_url, {"query": QUERY, "documents": DOCS[:2]}).status_code)
-            except requests.RequestException:
-                statuses.append(-1)
-
-    sender = threading.Thread(target=stream)
-    sender.start()
-    time.sleep(0.5)
-    ray.kill(ray.get_actor(replica["actor_name"], namespace="serve"), no_restart=True)
-
-    new_replica = None
-    for _ in range(90):  # the controller notices the death and starts a replacement (seconds here)
-        time.sleep(1)
-        try:
-            response = requests.get(f"{base_url}/info", headers=AUTH, timeout=10)
-        except requests.RequestException:
-            continue
-        if response.status_code == 200 and response.json()["replica"] != killed:
-            new_replica = response.json()["replica"]
-            break
-    stop.set()
-    sender.join(timeout=120)
-    assert new_replica is not None, "no replacement replica answered within 90 s"
-    assert statuses and statuses[0] == 200
-    for _ in range(3):
-        assert _rank(base_url, {"query": QUERY, "documents": DOCS}).status_code == 200
+    serve.get_deployment_handle("Ranker", APP).reconfigure.remote(knobs).result(timeout_s=60)
+    after = info(base_url)
+    assert after["batching"] == knobs and after["replica"] == replica
+    assert rank(base_url, {"query": QUERY, "documents": DOCS}).status_code == 200

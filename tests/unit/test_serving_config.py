@@ -132,7 +132,7 @@ def test_the_health_check_fails_when_the_model_stops_scoring():
 
     import numpy as np
 
-    from disranker.serving.app import Ranker
+    from disranker.serving.replica import Ranker
 
     class Scorer:
         value = 0.5
@@ -153,7 +153,7 @@ def test_a_pair_the_model_fails_on_fails_alone_and_a_failing_model_is_a_model_fa
 
     import numpy as np
 
-    from disranker.serving.app import ModelFailure, Ranker
+    from disranker.serving.replica import ModelFailure, Ranker
 
     class Scorer:
         broken = False
@@ -170,3 +170,45 @@ def test_a_pair_the_model_fails_on_fails_alone_and_a_failing_model_is_a_model_fa
     replica.scorer.broken = True
     with pytest.raises(ModelFailure, match="cannot score"):
         replica._score_isolated([("q", "", "fine"), ("q", "", "also fine")])
+
+
+class _FlakyModel:
+    """A model deployment handle whose ``score`` raises the given errors in turn, then answers."""
+
+    def __init__(self, *errors: Exception):
+        self.errors, self.calls = list(errors), 0
+        self.score = self
+
+    def remote(self, *args):
+        from disranker.serving.replica import Scored
+
+        self.calls += 1
+
+        async def answer():
+            if self.errors:
+                raise self.errors.pop(0)
+            return Scored(model="m", max_length=8, scores=[0.5], truncated=[False])
+
+        return answer()
+
+
+def test_a_request_whose_replica_died_is_sent_again_once_then_answered_503():
+    """Before: a model replica killed under load gave its in-flight requests Serve's 500 (benchmarks/faults.py)."""
+    import asyncio
+
+    from ray.exceptions import ActorDiedError
+    from ray.serve.exceptions import BackPressureError
+
+    from disranker.serving.app import Unavailable, ask_model
+
+    model = _FlakyModel(ActorDiedError())
+    answer = asyncio.run(ask_model(model, "score", ("q", ["t"], ["s"]), retry_after_s=3))
+    assert answer.scores == [0.5] and model.calls == 2
+    model = _FlakyModel(ActorDiedError(), ActorDiedError())
+    with pytest.raises(Unavailable, match="replica stopped") as dead:
+        asyncio.run(ask_model(model, "score", ("q", ["t"], ["s"]), retry_after_s=3))
+    assert model.calls == 2 and dead.value.status == 503 and dead.value.retry_after_s == 3
+    model = _FlakyModel(BackPressureError(num_queued_requests=32, max_queued_requests=32))
+    with pytest.raises(Unavailable, match="busy"):
+        asyncio.run(ask_model(model, "score", ("q", ["t"], ["s"]), retry_after_s=3))
+    assert model.calls == 1  # a full queue is not retried: the client is told when to come back

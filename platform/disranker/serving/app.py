@@ -1,14 +1,15 @@
-"""The ranking endpoint: a FastAPI ingress on a Ray Serve deployment that batches (query, document) pairs.
+"""The ranking endpoint: a FastAPI ingress deployment in front of the model replicas (``serving.replica``).
 
 Routes: ``POST /rank``; the rerank shapes other clients speak, ``POST /v1/rerank`` (Cohere / Jina) and ``POST /rerank``
 (text-embeddings-inference), see ``serving.rerank_api``; ``GET /healthz`` (no auth: load balancers and KubeRay probe
 it); ``GET /info`` (model id, lineage, runtime (torch, or onnx-int8 with its agreement check), limits, batching knobs
-and this replica's counters). When ``DISRANKER_API_TOKEN`` is set in the replica's environment, every route but
-/healthz needs ``Authorization: Bearer <token>`` (401 otherwise).
+and the answering replica's counters). When ``DISRANKER_API_TOKEN`` is set in the replicas' environment, every route
+but /healthz needs ``Authorization: Bearer <token>`` (401 otherwise).
 
-Every pair of every request goes through one ``@serve.batch`` queue, so concurrent requests share model calls; its
-size and wait come from ``user_config`` and change on running replicas through ``reconfigure()``. Replicas scale
-between ``autoscaling.min_replicas`` and ``max_replicas`` on requests in flight.
+The ingress checks the token, reads and validates the body, and asks a model replica through a handle. Why two
+deployments: when a replica dies with requests in flight, Serve's proxy answers them 500; the ingress instead sends
+them again (scoring is idempotent) to a live or replacement replica, and answers 503 with Retry-After only when that
+fails too. A full replica queue is a 503 with Retry-After as well.
 
     serve run serve/config.yaml                 # or: disranker serve --config serve/config.yaml
 """
@@ -23,18 +24,25 @@ import os
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from ray import serve
+from ray.exceptions import RayActorError
 from ray.serve import Application
 from ray.serve.config import BackpressureConfig
+from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError, ReplicaUnavailableError
+from ray.serve.handle import DeploymentHandle
 
 from disranker.serving import rerank_api
-from disranker.serving.config import BatchingArgs, LocalServe, RankerArgs
-from disranker.serving.runtime import load_scorer
+from disranker.serving.config import LocalServe, RankerArgs
+from disranker.serving.replica import Ranker, Scored
 from disranker.serving.schemas import RankRequest, RequestError, parse_rank_request, rank_documents
 
 TOKEN_ENV = "DISRANKER_API_TOKEN"
 # Serve's proxy must answer its readiness check within 5 s, three times over; with another job on every core it may
 # not (seen: `disranker serve` died on a loaded 2-core machine). Raised for a Ray that `start_local` starts.
 SLOW_START_S = {"RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S": 60, "RAY_SERVE_PROXY_HEALTH_CHECK_TIMEOUT_S": 60}
+# A request is sent to a model replica at most this often: once, and again if that replica died under it. Not more,
+# so a request that itself kills replicas (e.g. by memory) cannot take down the next ones in turn.
+MODEL_ATTEMPTS = 2
+REPLICA_GONE = (RayActorError, ReplicaUnavailableError, DeploymentUnavailableError)
 
 # No /docs, /redoc or /openapi.json: they would be open even with a token set (the API is in serve/README.md).
 api = FastAPI(
@@ -44,16 +52,21 @@ api = FastAPI(
     redoc_url=None,
     openapi_url=None,
 )
-HEALTH_PAIR = ("health check", "", "a document the replica scores to prove its model still answers")
 
 
-class ModelFailure(RuntimeError):
-    """Every pair of a batch failed, alone too: the replica's model, not a request, is at fault (a 503)."""
+class Unavailable(RequestError):
+    """A 503 the client should retry after ``retry_after_s``: no model replica could take or finish the request."""
+
+    def __init__(self, field: str, message: str, retry_after_s: float):
+        super().__init__(503, field, message)
+        self.retry_after_s = retry_after_s
 
 
 @api.exception_handler(RequestError)
 async def _request_error(_request: Request, exc: RequestError) -> JSONResponse:
-    headers = {401: {"WWW-Authenticate": "Bearer"}, 503: {"Retry-After": "1"}}.get(exc.status)
+    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+    if isinstance(exc, Unavailable):
+        headers = {"Retry-After": str(math.ceil(exc.retry_after_s))}
     return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
 
 
@@ -71,73 +84,48 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+async def ask_model(model: DeploymentHandle, method: str, args: tuple, retry_after_s: float):
+    """A model replica's answer to ``method(*args)``; sent again once when the replica died under the request."""
+    for attempt in range(1, MODEL_ATTEMPTS + 1):
+        try:
+            return await getattr(model, method).remote(*args)
+        except BackPressureError as exc:
+            raise Unavailable("server", "every model replica is busy; retry shortly", retry_after_s) from exc
+        except REPLICA_GONE as exc:
+            if attempt == MODEL_ATTEMPTS:
+                raise Unavailable("server", f"the model replica stopped ({type(exc).__name__}); retry shortly",
+                                  retry_after_s) from exc  # fmt: skip
+
+
 # Serve's ingress copies the module's globals when it decorates the class: helpers the methods call go above it.
 @serve.deployment
 @serve.ingress(api)
-class Ranker:
-    def __init__(self, args: dict):
+class RankerIngress:
+    def __init__(self, args: dict, model: DeploymentHandle):
         self.args = RankerArgs.model_validate(args)
-        self.scorer = load_scorer(self.args)
+        self.model = model
         self.token = os.environ.get(TOKEN_ENV) or None
-        self.counters = {"requests": 0, "batches": 0, "pairs": 0}
-
-    async def check_health(self) -> None:
-        """Serve calls this every ``health_check_period_s``: a replica whose model no longer scores is replaced."""
-        score = (await asyncio.to_thread(self.scorer.score, *([text] for text in HEALTH_PAIR)))[0]
-        if not math.isfinite(score):
-            raise RuntimeError(f"the model scored the health-check pair {score}")
-
-    def reconfigure(self, user_config: dict) -> None:
-        """Apply new batching knobs (``serve deploy`` with a changed ``user_config``) without a restart."""
-        batching = BatchingArgs.model_validate(user_config)
-        self._score_pairs.set_max_batch_size(batching.max_batch_size)
-        self._score_pairs.set_batch_wait_timeout_s(batching.batch_wait_timeout_s)
-
-    # max_batch_size counts pairs while max_ongoing_requests counts requests, so Serve's warning that the first is
-    # larger is expected here: one request brings up to max_documents pairs.
-    @serve.batch(max_batch_size=BatchingArgs().max_batch_size, batch_wait_timeout_s=BatchingArgs().batch_wait_timeout_s)
-    async def _score_pairs(self, pairs: list[tuple[str, str, str]]) -> list[float]:
-        self.counters["batches"] += 1
-        self.counters["pairs"] += len(pairs)
-        # In a thread, so the event loop keeps accepting requests (they queue up for the next batch) meanwhile.
-        return await asyncio.to_thread(self._score_isolated, pairs)
-
-    def _score_isolated(self, pairs: list[tuple[str, str, str]]) -> list[float]:
-        """The batch's scores; if the batch fails, pair by pair, NaN where a pair fails, so that one request's
-        document cannot fail the other requests sharing its batch."""
-        try:
-            return self.scorer.score(*zip(*pairs, strict=True)).tolist()
-        except Exception as batch_error:
-            scores = []
-            for pair in pairs:
-                try:
-                    scores.append(float(self.scorer.score(*([text] for text in pair))[0]))
-                except Exception:
-                    scores.append(math.nan)
-            if not any(math.isfinite(score) for score in scores):  # not one input's doing: the model is failing
-                raise ModelFailure(f"{type(batch_error).__name__}: {batch_error}") from batch_error
-            return scores
 
     @api.post("/rank")
     async def rank(self, request: Request) -> JSONResponse:
         parsed = await self._parse(request, parse_rank_request)
-        scores, truncated = await self._score_request(parsed, "documents")
-        response = rank_documents(parsed, scores, truncated, self.scorer.model_id, self.scorer.max_length)
+        scored = await self._score_request(parsed, "documents")
+        response = rank_documents(parsed, scored.scores, scored.truncated, scored.model, scored.max_length)
         return JSONResponse(response.model_dump())
 
     @api.post("/v1/rerank")
     async def rerank_cohere(self, request: Request) -> JSONResponse:
         """Cohere / Jina rerank (``serving.rerank_api``)."""
         asked, parsed = await self._parse(request, rerank_api.parse_cohere)
-        scores, _ = await self._score_request(parsed, "documents")
-        return JSONResponse(rerank_api.cohere_response(asked, parsed, scores, self.scorer.model_id))
+        scored = await self._score_request(parsed, "documents")
+        return JSONResponse(rerank_api.cohere_response(asked, parsed, scored.scores, scored.model))
 
     @api.post("/rerank")
     async def rerank_tei(self, request: Request) -> JSONResponse:
         """text-embeddings-inference rerank (``serving.rerank_api``)."""
         asked, parsed = await self._parse(request, rerank_api.parse_tei)
-        scores, truncated = await self._score_request(parsed, "texts")
-        return JSONResponse(rerank_api.tei_response(asked, truncated, scores))
+        scored = await self._score_request(parsed, "texts")
+        return JSONResponse(rerank_api.tei_response(asked, scored.truncated, scored.scores))
 
     async def _parse(self, request: Request, parse):
         self._check_token(request)
@@ -145,20 +133,22 @@ class Ranker:
         # Parsing a large body takes milliseconds: in a thread, so the event loop keeps serving.
         return await asyncio.to_thread(parse, body, self.args.limits())
 
-    async def _score_request(self, parsed: RankRequest, documents_field: str) -> tuple[list[float], list[bool]]:
-        """Every document's score (through the shared batch queue) and whether the model had to cut it."""
-        docs = parsed.documents
-        titles, summaries = [d.title for d in docs], [d.summary for d in docs]
-        truncated = await asyncio.to_thread(self.scorer.truncated, parsed.query, titles, summaries)
-        self.counters["requests"] += 1
-        try:
-            scores = await asyncio.gather(*(self._score_pairs((parsed.query, d.title, d.summary)) for d in docs))
-        except ModelFailure as exc:
-            raise RequestError(503, "model", f"the model failed on this batch ({exc}); retry shortly") from exc
-        failed = next((i for i, score in enumerate(scores) if not math.isfinite(score)), None)
+    async def _score_request(self, parsed: RankRequest, documents_field: str) -> Scored:
+        """Every document's score and whether the model had to cut it, or the error that answers the request."""
+        titles, summaries = [d.title for d in parsed.documents], [d.summary for d in parsed.documents]
+        scored: Scored = await self._ask_model("score", parsed.query, titles, summaries)
+        if scored.refused is not None:
+            raise RequestError(*scored.refused)
+        if scored.model_failure is not None:
+            raise Unavailable("model", f"the model failed on this batch ({scored.model_failure}); retry shortly",
+                              self.args.retry_after_s)  # fmt: skip
+        failed = next((i for i, score in enumerate(scored.scores) if not math.isfinite(score)), None)
         if failed is not None:
             raise RequestError(422, f"{documents_field}[{failed}]", "the model could not score this document")
-        return list(scores), truncated
+        return scored
+
+    async def _ask_model(self, method: str, *args):
+        return await ask_model(self.model, method, args, self.args.retry_after_s)
 
     @api.get("/healthz")
     async def healthz(self) -> dict:
@@ -167,23 +157,13 @@ class Ranker:
     @api.get("/info")
     async def info(self, request: Request) -> dict:
         self._check_token(request)
+        replica = await self._ask_model("info")
+        limits = ("max_documents", "max_query_chars", "max_document_chars", "max_body_bytes")
         return {
-            "model": self.scorer.model_id,
+            "model": replica.pop("model"),
             "model_spec": self.args.model,
-            "lineage": self.scorer.lineage,
-            # torch or onnx-int8, and for onnx-int8 the agreement check against torch (numbers, source, reason).
-            "runtime": self.scorer.runtime,
-            "max_length": self.args.max_length,
-            "limits": {
-                name: getattr(self.args, name)
-                for name in ("max_documents", "max_query_chars", "max_document_chars", "max_body_bytes")
-            },
-            "batching": {
-                "max_batch_size": self._score_pairs._get_max_batch_size(),
-                "batch_wait_timeout_s": self._score_pairs._get_batch_wait_timeout_s(),
-            },
-            "replica": serve.get_replica_context().replica_id.unique_id,
-            "counters": dict(self.counters),  # this replica's, since it started
+            **replica,
+            "limits": {name: getattr(self.args, name) for name in limits},
         }
 
     def _check_token(self, request: Request) -> None:
@@ -199,15 +179,27 @@ def build_app(args: RankerArgs) -> Application:
     # `serve run` hands over a RankerArgs (Serve validates the mapping against the annotation); Python callers may pass
     # the mapping itself.
     ranker_args = args if isinstance(args, RankerArgs) else RankerArgs.model_validate(args)
-    deployment = Ranker.options(
+    backpressure = BackpressureConfig(status_code=503, retry_after_s=ranker_args.retry_after_s)
+    model = Ranker.options(
         autoscaling_config=ranker_args.autoscaling.model_dump(),
         max_ongoing_requests=ranker_args.max_ongoing_requests,
         max_queued_requests=ranker_args.max_queued_requests,
-        backpressure_config=BackpressureConfig(status_code=503, retry_after_s=ranker_args.retry_after_s),
+        backpressure_config=backpressure,
         user_config=ranker_args.batching.model_dump(),
         ray_actor_options={"num_cpus": ranker_args.num_cpus},
+    ).bind(ranker_args.model_dump())
+    # The ingress only reads bodies and waits on the model: no CPU reserved, and room for twice what the model replicas
+    # can hold or queue, so that overload is decided at the model's queue (a 503 at once) and not by requests waiting
+    # in the proxy for an ingress slot only to be refused later (seen: 503s after 8 s when the two were equal).
+    most = ranker_args.autoscaling.max_replicas * (ranker_args.max_ongoing_requests + ranker_args.max_queued_requests)
+    ingress = RankerIngress.options(
+        num_replicas=ranker_args.ingress_replicas,
+        max_ongoing_requests=2 * most,
+        max_queued_requests=ranker_args.max_queued_requests,
+        backpressure_config=backpressure,
+        ray_actor_options={"num_cpus": 0},
     )
-    return deployment.bind(ranker_args.model_dump())
+    return ingress.bind(ranker_args.model_dump(), model)
 
 
 def start_local(local: LocalServe) -> str:

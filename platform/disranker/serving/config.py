@@ -81,11 +81,14 @@ class RankerArgs(_Strict):
     max_document_chars: int = Field(20_000, ge=1)  # title + summary of one document; longer gets a 422
     max_body_bytes: int = Field(1_000_000, ge=1024)  # request body limit (413 above it)
     num_cpus: float = Field(1.0, gt=0)  # CPUs reserved per replica
-    max_ongoing_requests: int = Field(16, ge=1)  # requests one replica accepts at once; more wait in the proxy
-    # Requests waiting in each proxy for a replica; more get a 503 with Retry-After at once instead of a growing
-    # latency (Serve's default, -1, queues without bound).
+    max_ongoing_requests: int = Field(16, ge=1)  # requests one model replica accepts at once; more wait in a queue
+    # Requests waiting in each ingress replica for a model replica; more get a 503 with Retry-After at once instead of
+    # a growing latency (Serve's default, -1, queues without bound).
     max_queued_requests: int = Field(32, ge=1)
     retry_after_s: float = Field(1.0, ge=0)  # the Retry-After of those 503s
+    # HTTP replicas in front of the model replicas (auth, body checks, a retry when a model replica dies): light work,
+    # no CPU reserved.
+    ingress_replicas: int = Field(1, ge=1)
     batching: BatchingArgs = BatchingArgs()
     autoscaling: AutoscalingArgs = AutoscalingArgs()
     onnx: OnnxArgs = OnnxArgs()  # used when runtime is onnx-int8

@@ -1,0 +1,115 @@
+"""The model replica behind the ranking endpoint: a Ray Serve deployment that batches (query, document) pairs.
+
+The HTTP side (``serving.app``) is a separate deployment that calls this one through a handle, so that a request
+whose model replica dies in flight is retried on a live replica instead of reaching the client as Serve's 500.
+Every pair of every request goes through one ``@serve.batch`` queue, so concurrent requests share model calls; its
+size and wait come from ``user_config`` and change on running replicas through ``reconfigure()``. Replicas scale
+between ``autoscaling.min_replicas`` and ``max_replicas`` on requests in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from dataclasses import dataclass, field
+
+from ray import serve
+
+from disranker.serving.config import BatchingArgs, RankerArgs
+from disranker.serving.runtime import load_scorer
+from disranker.serving.schemas import RequestError
+
+HEALTH_PAIR = ("health check", "", "a document the replica scores to prove its model still answers")
+
+
+class ModelFailure(RuntimeError):
+    """Every pair of a batch failed, alone too: the replica's model, not a request, is at fault (a 503)."""
+
+
+@dataclass(frozen=True)
+class Scored:
+    """One request's answer from a replica. A value, not an exception: the ingress tells a refused request, a failing
+    model and a dead replica apart without unwrapping Ray's error types (and a value pickles whatever it holds)."""
+
+    model: str  # the scorer's id: the student's stage and lineage id, else its spec
+    max_length: int  # tokens per pair the model reads
+    scores: list[float] = field(default_factory=list)  # NaN where the model could not score that document
+    truncated: list[bool] = field(default_factory=list)  # whether the model had to cut each document
+    refused: tuple[int, str, str] | None = None  # the request's own fault (status, field, message), e.g. a long query
+    model_failure: str | None = None  # why every pair of the batch failed: the model, not the request
+
+
+@serve.deployment
+class Ranker:
+    def __init__(self, args: dict):
+        self.args = RankerArgs.model_validate(args)
+        self.scorer = load_scorer(self.args)
+        self.counters = {"requests": 0, "batches": 0, "pairs": 0}
+
+    async def check_health(self) -> None:
+        """Serve calls this every ``health_check_period_s``: a replica whose model no longer scores is replaced."""
+        score = (await asyncio.to_thread(self.scorer.score, *([text] for text in HEALTH_PAIR)))[0]
+        if not math.isfinite(score):
+            raise RuntimeError(f"the model scored the health-check pair {score}")
+
+    def reconfigure(self, user_config: dict) -> None:
+        """Apply new batching knobs (``serve deploy`` with a changed ``user_config``) without a restart."""
+        batching = BatchingArgs.model_validate(user_config)
+        self._score_pairs.set_max_batch_size(batching.max_batch_size)
+        self._score_pairs.set_batch_wait_timeout_s(batching.batch_wait_timeout_s)
+
+    async def score(self, query: str, titles: list[str], summaries: list[str]) -> Scored:
+        """Every document's score through the shared batch queue, and whether the model had to cut it."""
+        model = {"model": self.scorer.model_id, "max_length": self.scorer.max_length}
+        try:
+            truncated = await asyncio.to_thread(self.scorer.truncated, query, titles, summaries)
+        except RequestError as refused:
+            return Scored(**model, refused=(refused.status, refused.field, refused.message))
+        self.counters["requests"] += 1
+        pairs = zip(titles, summaries, strict=True)
+        try:
+            scores = await asyncio.gather(*(self._score_pairs((query, title, summary)) for title, summary in pairs))
+        except ModelFailure as exc:
+            return Scored(**model, truncated=truncated, model_failure=str(exc))
+        return Scored(**model, scores=list(scores), truncated=truncated)
+
+    def info(self) -> dict:
+        """What /info reports about the model and this replica."""
+        return {
+            "model": self.scorer.model_id,
+            "lineage": self.scorer.lineage,
+            # torch or onnx-int8, and for onnx-int8 the agreement check against torch (numbers, source, reason).
+            "runtime": self.scorer.runtime,
+            "max_length": self.scorer.max_length,
+            "batching": {
+                "max_batch_size": self._score_pairs._get_max_batch_size(),
+                "batch_wait_timeout_s": self._score_pairs._get_batch_wait_timeout_s(),
+            },
+            "replica": serve.get_replica_context().replica_id.unique_id,
+            "counters": dict(self.counters),  # this replica's, since it started
+        }
+
+    # max_batch_size counts pairs while max_ongoing_requests counts requests, so Serve's warning that the first is
+    # larger is expected here: one request brings up to max_documents pairs.
+    @serve.batch(max_batch_size=BatchingArgs().max_batch_size, batch_wait_timeout_s=BatchingArgs().batch_wait_timeout_s)
+    async def _score_pairs(self, pairs: list[tuple[str, str, str]]) -> list[float]:
+        self.counters["batches"] += 1
+        self.counters["pairs"] += len(pairs)
+        # In a thread, so the event loop keeps accepting requests (they queue up for the next batch) meanwhile.
+        return await asyncio.to_thread(self._score_isolated, pairs)
+
+    def _score_isolated(self, pairs: list[tuple[str, str, str]]) -> list[float]:
+        """The batch's scores; if the batch fails, pair by pair, NaN where a pair fails, so that one request's
+        document cannot fail the other requests sharing its batch."""
+        try:
+            return self.scorer.score(*zip(*pairs, strict=True)).tolist()
+        except Exception as batch_error:
+            scores = []
+            for pair in pairs:
+                try:
+                    scores.append(float(self.scorer.score(*([text] for text in pair))[0]))
+                except Exception:
+                    scores.append(math.nan)
+            if not any(math.isfinite(score) for score in scores):  # not one input's doing: the model is failing
+                raise ModelFailure(f"{type(batch_error).__name__}: {batch_error}") from batch_error
+            return scores
