@@ -30,7 +30,7 @@ import requests
 
 from disranker.models.text import WORDS
 from disranker.serving.config import RankerArgs
-from disranker.serving.scorer import PairScorer
+from disranker.serving.scorer import TorchScorer
 
 
 def make_requests(n: int, docs: int, seed: int = 0) -> list[dict]:
@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> None:
 
     # One copy of the weights for both engines: a bare encoder gets its head here, once, seeded as the endpoint does.
     model_dir = tempfile.mkdtemp(prefix="serve_load_")
-    scorer = PairScorer.load(RankerArgs(model=args.model, max_length=args.max_length))
+    scorer = TorchScorer.load(RankerArgs(model=args.model, max_length=args.max_length))
     scorer.model.save_pretrained(model_dir)
     scorer.tokenizer.save_pretrained(model_dir)
     torch.set_num_threads(args.threads)

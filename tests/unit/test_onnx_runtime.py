@@ -116,9 +116,9 @@ def _args(tiny_dir, onnx_cache, **onnx):
 
 @pytest.fixture(scope="module")
 def torch_scorer(tiny_dir, onnx_cache):
-    from disranker.serving.scorer import PairScorer
+    from disranker.serving.scorer import TorchScorer
 
-    return PairScorer.load(_args(tiny_dir, onnx_cache))
+    return TorchScorer.load(_args(tiny_dir, onnx_cache))
 
 
 @pytest.fixture(scope="module")
@@ -185,7 +185,7 @@ def test_agreeing_graph_is_served(tiny_dir, onnx_cache, int8_path):
     from disranker.serving.runtime import load_scorer
 
     scorer = load_scorer(_args(tiny_dir, onnx_cache, **LOOSE))
-    assert isinstance(scorer, OnnxScorer) and scorer.model is None
+    assert isinstance(scorer, OnnxScorer) and not hasattr(scorer, "model")  # no torch weights kept
     runtime = scorer.runtime
     assert runtime["active"] == "onnx-int8" and runtime["reason"] is None
     assert runtime["onnx_file"] == str(int8_path)
@@ -198,10 +198,10 @@ def test_agreeing_graph_is_served(tiny_dir, onnx_cache, int8_path):
 
 def test_impossible_thresholds_fall_back_to_torch(tiny_dir, onnx_cache, int8_path):
     from disranker.serving.runtime import load_scorer
-    from disranker.serving.scorer import PairScorer
+    from disranker.serving.scorer import TorchScorer
 
     scorer = load_scorer(_args(tiny_dir, onnx_cache, min_spearman=1.0, min_top10_agreement=1.0))
-    assert type(scorer) is PairScorer and scorer.model is not None
+    assert type(scorer) is TorchScorer and scorer.model is not None
     assert scorer.runtime["active"] == "torch" and scorer.runtime["requested"] == "onnx-int8"
     assert "spearman" in scorer.runtime["reason"] and scorer.runtime["check"]["n_pairs"] == 320
 

@@ -119,12 +119,12 @@ def test_runtime_and_the_onnx_check_are_configurable():
 
 def test_a_max_length_the_model_cannot_read_is_refused_at_startup(tmp_path):
     """Before: the replica started and the first long pair failed inside a shared batch, for every request in it."""
-    from disranker.serving.scorer import PairScorer
+    from disranker.serving.scorer import TorchScorer
     from disranker.testing.tiny import build_tiny_student
 
     folder = build_tiny_student(tmp_path / "student")
     with pytest.raises(ValueError, match=r"max_length=1024 is more tokens than .* can read \(512 positions\)"):
-        PairScorer.load(RankerArgs(model=folder, max_length=1024))
+        TorchScorer.load(RankerArgs(model=folder, max_length=1024))
 
 
 def test_the_health_check_fails_when_the_model_stops_scoring():

@@ -28,7 +28,7 @@ from disranker.evaluation.correlation import pearson, spearman
 from disranker.models.onnx_export import int8_student, open_session, score_pairs_onnx
 from disranker.models.text import WORDS, pair_texts
 from disranker.serving.config import RankerArgs
-from disranker.serving.scorer import PairScorer
+from disranker.serving.scorer import PairScorer, TorchScorer
 
 logger = logging.getLogger(__name__)
 
@@ -109,14 +109,13 @@ def check_set(args: RankerArgs, lineage: dict | None) -> tuple[pa.Table, str]:
     return synthetic_pairs(), "synthetic pairs (no check_judgments and no readable dev split in the lineage)"
 
 
-@dataclass
+@dataclass(kw_only=True)
 class OnnxScorer(PairScorer):
-    """``PairScorer``'s interface on an ONNX Runtime session; ``model`` is None (the torch weights are released)."""
+    """The student as an ONNX Runtime session (the torch weights are released once the check has passed)."""
 
-    session: Any = None
+    session: Any
 
     def score(self, queries: Sequence[str], titles: Sequence[str], summaries: Sequence[str]) -> np.ndarray:
-        """Raw logits (float32), one per pair, in input order."""
         return score_pairs_onnx(
             self.session,
             self.tokenizer,
@@ -134,7 +133,7 @@ def _fall_back(scorer: PairScorer, report: dict, reason: str) -> PairScorer:
     return scorer
 
 
-def load_checked_scorer(torch_scorer: PairScorer, args: RankerArgs) -> PairScorer:
+def load_checked_scorer(torch_scorer: TorchScorer, args: RankerArgs) -> PairScorer:
     """An ``OnnxScorer`` when the int8 graph passes the check on ``check_set``, else ``torch_scorer`` (with the
     reason in its ``runtime``)."""
     floors = {"spearman": args.onnx.min_spearman, f"top{TOP_K}_agreement": args.onnx.min_top10_agreement}
@@ -153,7 +152,6 @@ def load_checked_scorer(torch_scorer: PairScorer, args: RankerArgs) -> PairScore
     pairs, source = check_set(args, torch_scorer.lineage)
     texts = pair_texts(pairs)
     onnx_scorer = OnnxScorer(
-        model=None,
         tokenizer=torch_scorer.tokenizer,
         model_id=torch_scorer.model_id,
         lineage=torch_scorer.lineage,

@@ -1,13 +1,16 @@
 """The student as the endpoint uses it: loaded once per replica, scoring pairs, and telling which documents it cut.
 
-Scoring is ``disranker.models.loading.score_pairs_student`` (inference mode, length-sorted batches, the input order
-restored), so the endpoint's scores equal the ones evaluation computes for the same folder. A replica gets its
-scorer from ``serving.runtime.load_scorer``; ``scorer.runtime`` says which runtime serves and why.
+``PairScorer`` is what a replica holds whatever the runtime: the tokenizer side (which documents are cut, the
+model's id and lineage, which runtime serves and why) and an abstract ``score``. Two siblings implement it:
+``TorchScorer`` here (``disranker.models.loading.score_pairs_student``: inference mode, length-sorted batches, the
+input order restored, so the endpoint's scores equal the ones evaluation computes for the same folder) and
+``serving.onnx_runtime.OnnxScorer`` (the int8 graph). A replica gets one from ``serving.runtime.load_scorer``.
 """
 
 from __future__ import annotations
 
 import copy
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,9 +29,8 @@ from disranker.serving.schemas import RequestError
 HEAD_SEED = 0
 
 
-@dataclass
-class PairScorer:
-    model: Any
+@dataclass(kw_only=True)
+class PairScorer(ABC):
     tokenizer: Any
     model_id: str
     lineage: dict | None
@@ -45,24 +47,6 @@ class PairScorer:
         self.pair_specials = self.tokenizer.num_special_tokens_to_add(pair=True)
         self.length_tokenizer = copy.deepcopy(self.tokenizer)
 
-    @classmethod
-    def load(cls, args: RankerArgs) -> PairScorer:
-        torch.set_num_threads(args.threads())
-        folder = resolve_model_dir(args.model)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(HEAD_SEED)
-            model, tokenizer = load_student(folder)
-        model.eval()
-        positions = getattr(model.config, "max_position_embeddings", None)
-        if positions is not None and args.max_length > positions:
-            raise ValueError(
-                f"max_length={args.max_length} is more tokens than {args.model} can read ({positions} positions): "
-                f"set max_length to at most {positions}"
-            )
-        record = lineage.read_lineage(str(folder))
-        model_id = f"{record['stage']}:{record['id']}" if record else args.model
-        return cls(model, tokenizer, model_id, record, args.max_length, args.forward_batch_size)
-
     def truncated(self, query: str, titles: Sequence[str], summaries: Sequence[str]) -> list[bool]:
         """Which documents do not fit beside the query in ``max_length`` tokens (they are cut, the query never is).
 
@@ -77,8 +61,40 @@ class PairScorer:
         lengths = [len(ids) for ids in self.length_tokenizer(documents, add_special_tokens=False)["input_ids"]]
         return [n > room for n in lengths]
 
+    @abstractmethod
     def score(self, queries: Sequence[str], titles: Sequence[str], summaries: Sequence[str]) -> np.ndarray:
         """Raw logits (float32), one per pair, in input order."""
+
+
+@dataclass(kw_only=True)
+class TorchScorer(PairScorer):
+    model: Any  # the student's torch module, in eval mode
+
+    @classmethod
+    def load(cls, args: RankerArgs) -> TorchScorer:
+        torch.set_num_threads(args.threads())
+        folder = resolve_model_dir(args.model)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(HEAD_SEED)
+            model, tokenizer = load_student(folder)
+        model.eval()
+        positions = getattr(model.config, "max_position_embeddings", None)
+        if positions is not None and args.max_length > positions:
+            raise ValueError(
+                f"max_length={args.max_length} is more tokens than {args.model} can read ({positions} positions): "
+                f"set max_length to at most {positions}"
+            )
+        record = lineage.read_lineage(str(folder))
+        return cls(
+            model=model,
+            tokenizer=tokenizer,
+            model_id=f"{record['stage']}:{record['id']}" if record else args.model,
+            lineage=record,
+            max_length=args.max_length,
+            forward_batch_size=args.forward_batch_size,
+        )
+
+    def score(self, queries: Sequence[str], titles: Sequence[str], summaries: Sequence[str]) -> np.ndarray:
         return score_pairs_student(
             self.model,
             self.tokenizer,
