@@ -1,7 +1,7 @@
 """Cluster sizing on paper: labeling the paper's 59 M pairs with a 7B-class teacher on N GPUs with vLLM.
 
 Measured on this machine (the inputs):
-- a finished demo run's labeling record (``<demo-dir>/labels/disranker.json``): pairs/s of the SmolLM2-135M teacher,
+- a finished demo run's labeling record (``<demo-dir>/label/disranker.json``): pairs/s of the SmolLM2-135M teacher,
   its precision and settings;
 - the tokens the teacher reads per pair of that pool (its own tokenizer, truncated as scored), and the share of them
   that is the query prompt, read once per query when ``scoring.share_query_prompt`` is on;
@@ -57,7 +57,7 @@ def matmul_rate(threads: int, size: int = 2048, seconds: float = 3.0) -> float:
 
 
 def measured(demo_dir: str) -> dict:
-    record = lineage.read_lineage(io.join(demo_dir, "labels"))
+    record = lineage.read_lineage(io.join(demo_dir, "label"))
     config, metrics = record["config"], record["metrics"]
     pool = io.read_table(config["pool"], columns=["query_id", "query", "title", "summary"])
     model, tokenizer = load_teacher_scorer(config["teacher"]["spec"])
@@ -110,7 +110,7 @@ def projection() -> dict:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--demo-dir", default="outputs/demo_run", help="a finished demo run (its labels/ record)")
+    parser.add_argument("--demo-dir", default="outputs/demo_run", help="a finished demo run (its label/ record)")
     parser.add_argument("--out", default="benchmarks/results/cluster_sizing.json")
     args = parser.parse_args(argv)
     result = {"measured": measured(io.absolute(args.demo_dir)), "projection": projection()}

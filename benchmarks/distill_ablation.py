@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--study-json", default="benchmarks/results/quality_study.json")
     args = parser.parse_args(argv)
     demo_dir, work = io.absolute(args.demo_dir), io.absolute(args.work_dir)
-    demo_student = io.join(demo_dir, "student")
+    demo_student = io.join(demo_dir, "distill")
     record = lineage.read_lineage(demo_student)
     if record is None:
         raise SystemExit(f"{demo_student} holds no finished student: run the demo first")
@@ -104,14 +104,14 @@ def main(argv: list[str] | None = None) -> None:
     test = samples.write_sample(test_source, f"{work}/samples/test", args.test_queries, args.sample_seed)
     students: dict[str, str] = {}
     # The teacher is scored once; each seed's students in a comparison of their own.
-    entries = [{"name": "teacher", "kind": "teacher", "path": io.join(demo_dir, "teacher", "sft")}]
+    entries = [{"name": "teacher", "kind": "teacher", "path": io.join(demo_dir, "teacher_sft")}]
     compare_dirs = []
     for done, seed in enumerate(args.seeds, start=1):
         for loss in LOSSES:
             config = student_config(demo_student, loss, seed, f"{work}/{loss}_s{seed}")
             students[f"{loss}_s{seed}"] = student_train.run(config)
             entries.append({"name": f"{loss}_s{seed}", "kind": "student", "path": students[f"{loss}_s{seed}"]})
-        compare_dirs.append(compare.run(load_config(compare.CompareConfig, "jobs/configs/evaluate_models.yaml", [
+        compare_dirs.append(compare.run(load_config(compare.CompareConfig, "jobs/configs/compare.yaml", [
             f"output_dir={work}/compare_s{seed}", f"judgments={test}", f"models={json.dumps(entries)}",
             "max_length=96", "batch_size=16",
         ])))  # fmt: skip

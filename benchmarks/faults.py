@@ -113,7 +113,7 @@ def labeling_faults(work: Path) -> dict:
         ray.shutdown()
 
     out = work / "driver_kill"
-    command = [sys.executable, "-m", "jobs.label_pool", "--config", "jobs/configs/label_pool_smoke.yaml",
+    command = [sys.executable, "-m", "jobs.label", "--config", "jobs/configs/label_smoke.yaml",
                *label_overrides(pool, teacher, out)]  # fmt: skip
     process = subprocess.Popen(command, cwd=REPO, start_new_session=True, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)  # fmt: skip

@@ -1,7 +1,7 @@
 """The student in ONNX Runtime (float32 and int8) against torch: do they rank alike, and how fast is each?
 
 For each ``--model``, scores the first ``--queries`` queries of a judgments table (all their documents) with the
-torch student (``serving.scorer.PairScorer``, what ``runtime: torch`` serves), the exported float32 graph and its
+torch student (``serving.scorer.TorchScorer``, what ``runtime: torch`` serves), the exported float32 graph and its
 int8 version (``models.onnx_export``, what ``runtime: onnx-int8`` serves), then prints and writes to ``--out``:
 
 - agreement with torch (``serving.onnx_runtime.check_agreement``: Pearson, Spearman over all pairs and within a
@@ -13,7 +13,7 @@ int8 version (``models.onnx_export``, what ``runtime: onnx-int8`` serves), then 
 - the size of each graph, and the export + quantisation time when this run did it (0 when it came from the cache).
 
     python benchmarks/onnx_agreement.py                         # packaged:minilm, 100 demo test queries
-    python benchmarks/onnx_agreement.py --model packaged:minilm outputs/demo/student --queries 50
+    python benchmarks/onnx_agreement.py --model packaged:minilm outputs/demo/distill --queries 50
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from disranker.models.onnx_export import FLOAT_FILE, int8_student, open_session,
 from disranker.models.text import pair_texts
 from disranker.serving.config import OnnxArgs, RankerArgs
 from disranker.serving.onnx_runtime import TOP_K, check_agreement, first_queries
-from disranker.serving.scorer import PairScorer
+from disranker.serving.scorer import TorchScorer
 
 RESULTS = Path(__file__).parent / "results" / "onnx_agreement.json"
 WARMUP_PAIRS = 64
@@ -42,7 +42,7 @@ def bench_model(spec: str, table, args: argparse.Namespace) -> dict:
     ranker = RankerArgs(
         model=spec, max_length=args.max_length, torch_threads=args.threads, forward_batch_size=args.batch_size
     )
-    torch_scorer = PairScorer.load(ranker)
+    torch_scorer = TorchScorer.load(ranker)
     started = time.perf_counter()
     int8_path = int8_student(torch_scorer.model, torch_scorer.tokenizer, name=spec.replace(":", "-").split("/")[-1])
     export_s = time.perf_counter() - started

@@ -114,7 +114,7 @@ class Study:
             f"loss.name={loss}",
             *student_overrides(a, seed, epochs),
         ]
-        return self.stage(name, student_train.run, DistillConfig, "jobs/configs/distill_student.yaml", overrides)
+        return self.stage(name, student_train.run, DistillConfig, "jobs/configs/distill.yaml", overrides)
 
 
 def run_budget(study: Study, budget: int, cpt: str, dev: str, pool: str, test: str) -> dict:
@@ -134,7 +134,7 @@ def run_budget(study: Study, budget: int, cpt: str, dev: str, pool: str, test: s
         "teacher.batch_size=16",
     ]
     p = f"{b}/pool{a.pool_queries}"  # what depends on the pool has a folder per pool size, so sizes can be compared
-    labels = study.stage(f"{p}/labels", labeling.run, LabelConfig, "jobs/configs/label_pool.yaml", label_overrides)
+    labels = study.stage(f"{p}/labels", labeling.run, LabelConfig, "jobs/configs/label.yaml", label_overrides)
     losses = ["hybrid", *(a.ablation_losses if budget == a.demo_budget else ())]
     for loss in losses:
         for seed in a.seeds:
@@ -149,7 +149,7 @@ def run_budget(study: Study, budget: int, cpt: str, dev: str, pool: str, test: s
         f"max_length={a.max_length}",
         "batch_size=16",
     ]
-    compare_dir = study.stage(f"{p}/compare", compare.run, compare.CompareConfig, "jobs/configs/evaluate_models.yaml",
+    compare_dir = study.stage(f"{p}/compare", compare.run, compare.CompareConfig, "jobs/configs/compare.yaml",
                               compare_overrides)  # fmt: skip
     dev = {name: lineage.read_lineage(path)["metrics"]["best"] for name, path in models.items()}
     return summarize(budget, compare_dir, test, losses, a.seeds, dev)

@@ -64,7 +64,7 @@ def child(task: dict) -> dict:
     from disranker.training.loop import FaultInjection
 
     labels, seconds = Path(task["labels"]), {}
-    command = [sys.executable, "-m", "jobs.label_pool", "--config", "jobs/configs/label_pool.yaml",
+    command = [sys.executable, "-m", "jobs.label", "--config", "jobs/configs/label.yaml",
                *label_overrides(task)]  # fmt: skip
     started = time.perf_counter()
     faults = {}
@@ -83,7 +83,7 @@ def child(task: dict) -> dict:
 
     started = time.perf_counter()
     fault = FaultInjection(after_step=FAULT_AFTER_STEP if task["faults"] else None, trace_dir=task["trace"])
-    student_train.run(load_config(DistillConfig, "jobs/configs/distill_student.yaml", distill_overrides(task)), fault)
+    student_train.run(load_config(DistillConfig, "jobs/configs/distill.yaml", distill_overrides(task)), fault)
     seconds["distill"] = time.perf_counter() - started
     return {"seconds": seconds, "faults": faults}
 
@@ -96,7 +96,7 @@ def check(task: dict) -> dict:
     labels = io.read_table(labels_dir / "labels")
     rows = np.random.default_rng(0).choice(labels.num_rows, size=min(10_000, labels.num_rows), replace=False)
     sample = labels.take(rows)
-    config = load_config(LabelConfig, "jobs/configs/label_pool.yaml", label_overrides(task))
+    config = load_config(LabelConfig, "jobs/configs/label.yaml", label_overrides(task))
     scorer = TransformersScorer(to_dict(config.teacher), to_dict(config.scoring), use_gpu=False)
     again = scorer.score(*(sample[c].to_pylist() for c in ("query", "title", "summary")))
     diff = float(np.max(np.abs(again - sample["teacher_score"].to_numpy())))
@@ -137,7 +137,7 @@ def _surviving_steps(trace: Path) -> list[dict]:
 
 def role(cmdline: list[str]) -> str:
     text = " ".join(cmdline)
-    for needle, name in (("jobs.label_pool", "label driver"), ("scale.py --child", "distill driver"),
+    for needle, name in (("jobs.label", "label driver"), ("scale.py --child", "distill driver"),
                          ("TransformersScorer", "labeling actor"), ("RayTrainWorker", "train worker"),
                          ("TrainController", "train controller")):  # fmt: skip
         if needle in text:

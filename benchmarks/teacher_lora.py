@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> None:
         return run_child(args.child, child)
     work = Path(io.absolute(args.work_dir))
     work.mkdir(parents=True, exist_ok=True)
-    sft = io.join(io.absolute(args.demo_dir), "teacher", "sft")
+    sft = io.join(io.absolute(args.demo_dir), "teacher_sft")
     runs = []
     for mode in ("full", "lora"):
         task = {"name": mode, "mode": mode, "sft": sft, "out": str(work / mode)}

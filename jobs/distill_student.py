@@ -1,29 +1,17 @@
-"""Distil the teacher's labels into the BERT cross-encoder student (Point-MSE + λ·Margin-MSE on Ray Train).
-
-Locally:    python -m jobs.distill_student --config jobs/configs/distill_student_smoke.yaml
-On a Ray cluster:
-    ray job submit --working-dir . -- python -m jobs.distill_student --config jobs/configs/distill_student.yaml \
-        output_dir=s3://bucket/student scaling.num_workers=8 scaling.use_gpu=true
-"""
+"""``python -m jobs.distill_student``: the old name of ``jobs.distill`` (issue 17, one name per stage), kept for
+one release so that job submissions written before the rename still run."""
 
 from __future__ import annotations
 
-import json
+import sys
 
-from disranker import lineage
-from disranker.config import load_config
-from disranker.student import train
-from disranker.student.config import DistillConfig
-from jobs._args import parse
+from jobs import distill
 
 
 def main(argv: list[str] | None = None) -> None:
-    config_path, overrides = parse(argv, __doc__)
-    config = load_config(DistillConfig, config_path, overrides)
-    folder = train.run(config)
-    metrics = (lineage.read_lineage(folder) or {}).get("metrics", {})
-    print(json.dumps({"dev": metrics.get("dev"), "best": metrics.get("best")}, indent=1))
-    print(f"student: {folder}")
+    note = "jobs.distill_student is deprecated and goes in the next release: use python -m jobs.distill"
+    print(note, file=sys.stderr)
+    distill.main(argv)
 
 
 if __name__ == "__main__":

@@ -1,26 +1,17 @@
-"""Compare models on one test split: BM25, a random order, teachers and students (metrics, TREC runs, report.png).
-
-Locally:    python -m jobs.evaluate_models --config jobs/configs/evaluate_models_smoke.yaml
-On a Ray cluster:
-    ray job submit --working-dir . -- python -m jobs.evaluate_models --config jobs/configs/evaluate_models.yaml \
-        output_dir=s3://bucket/compare device=cuda
-"""
+"""``python -m jobs.evaluate_models``: the old name of ``jobs.compare`` (issue 17, one name per stage), kept for
+one release so that job submissions written before the rename still run."""
 
 from __future__ import annotations
 
-from disranker.config import load_config
-from disranker.data import io
-from disranker.evaluation import compare
-from disranker.evaluation.report import metrics_table
-from jobs._args import parse
+import sys
+
+from jobs import compare
 
 
 def main(argv: list[str] | None = None) -> None:
-    config_path, overrides = parse(argv, __doc__)
-    config = load_config(compare.CompareConfig, config_path, overrides)
-    folder = compare.run(config)
-    print(metrics_table(io.read_json(io.join(folder, "metrics.json")), compare.SUMMARY_COLUMNS))
-    print(f"outputs (metrics.json, report.png, <model>.run): {folder}")
+    note = "jobs.evaluate_models is deprecated and goes in the next release: use python -m jobs.compare"
+    print(note, file=sys.stderr)
+    compare.main(argv)
 
 
 if __name__ == "__main__":

@@ -1,25 +1,17 @@
-"""Label a pool with the teacher: Ray Data + teacher actors (transformers or vLLM), exactly once and resumable.
-
-Locally:    python -m jobs.label_pool --config jobs/configs/label_pool_smoke.yaml
-On a Ray cluster (GPU actors, vLLM):
-    ray job submit --working-dir . -- python -m jobs.label_pool --config jobs/configs/label_pool.yaml \
-        pool=s3://bucket/demo/corpus/pool.parquet output_dir=s3://bucket/demo/labels scoring.backend=vllm \
-        scaling.use_gpu=true scaling.num_workers=4 scaling.cpus_per_worker=4
-"""
+"""``python -m jobs.label_pool``: the old name of ``jobs.label`` (issue 17, one name per stage), kept for
+one release so that job submissions written before the rename still run."""
 
 from __future__ import annotations
 
-from disranker import labeling, lineage
-from disranker.config import load_config
-from jobs._args import parse
+import sys
+
+from jobs import label
 
 
 def main(argv: list[str] | None = None) -> None:
-    config_path, overrides = parse(argv, __doc__)
-    config = load_config(labeling.LabelConfig, config_path, overrides)
-    output_dir = labeling.run(config)
-    print(lineage.read_lineage(output_dir)["metrics"]["summary"])
-    print(f"labels: {output_dir}/labels  rejected: {output_dir}/rejected")
+    note = "jobs.label_pool is deprecated and goes in the next release: use python -m jobs.label"
+    print(note, file=sys.stderr)
+    label.main(argv)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 Locally:    python -m jobs.train_teacher --config jobs/configs/teacher_cpt_smoke.yaml
 On a Ray cluster:
     ray job submit --working-dir . -- python -m jobs.train_teacher --config jobs/configs/teacher_sft.yaml \
-        scaling.num_workers=8 scaling.use_gpu=true deepspeed.preset=zero3 output_dir=s3://bucket/teacher/sft
+        scaling.num_workers=8 scaling.use_gpu=true deepspeed.preset=zero3 output_dir=s3://bucket/teacher_sft
 """
 
 from __future__ import annotations

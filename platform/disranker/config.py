@@ -3,7 +3,8 @@
 Every stage has one config dataclass (it lives beside the stage, e.g. ``disranker.data.demo.DemoCorpusConfig``) whose
 fields are plain values or nested dataclasses. ``load_config(StageConfig, "file.yaml", ["model.lr=3e-5"])`` builds it:
 
-- keys that the dataclass does not declare are an error naming the key and the allowed ones;
+- keys that the dataclass does not declare are an error naming the key and the allowed ones, except a renamed
+  key's old name (the class's ``RENAMED``, old → new), read as the new name with a warning for one release;
 - values are checked against the field's annotation (int, float, bool, str, Literal, ``X | None``, list, dict, nested
   dataclass) and the error names the dotted key;
 - after construction, a ``validate()`` method on any (nested) config runs the cross-field checks.
@@ -17,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -70,6 +72,7 @@ def from_dict(cls: type[T], data: Mapping[str, Any], prefix: str = "") -> T:
     """Construct dataclass ``cls`` from a mapping, strictly (see the module docstring)."""
     if not isinstance(data, Mapping):
         raise ConfigError(f"'{prefix.rstrip('.') or cls.__name__}' must be a mapping, got {data!r}")
+    data = _renamed_keys(cls, data, prefix)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(data) - set(fields))
     if unknown:
@@ -86,6 +89,17 @@ def from_dict(cls: type[T], data: Mapping[str, Any], prefix: str = "") -> T:
     if missing:
         raise ConfigError(f"missing required key '{prefix}{missing[0]}' in {cls.__name__}")
     return cls(**kwargs)
+
+
+def _renamed_keys(cls: type, data: Mapping[str, Any], prefix: str) -> Mapping[str, Any]:
+    """``data`` with each old key name in ``cls.RENAMED`` replaced by the new one; both names at once is an error."""
+    for old, new in getattr(cls, "RENAMED", {}).items():
+        if old in data:
+            if new in data:
+                raise ConfigError(f"'{prefix}{old}' is the old name of '{prefix}{new}': give only '{prefix}{new}'")
+            warnings.warn(f"'{prefix}{old}' is deprecated: rename it '{prefix}{new}'", FutureWarning, stacklevel=2)
+            data = {new if key == old else key: value for key, value in data.items()}
+    return data
 
 
 def to_dict(config: Any) -> dict[str, Any]:

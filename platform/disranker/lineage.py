@@ -18,6 +18,8 @@ from typing import Any
 from disranker.data import io
 
 FILENAME = "disranker.json"
+# Old stage names that records written before a rename still hold, read as today's name; kept for one release.
+STAGE_ALIASES = {"labeling": "label"}
 
 
 def lineage_id(stage: str, config: dict[str, Any], parents: Iterable[str] = (), fingerprint: str = "") -> str:
@@ -57,6 +59,12 @@ def write_lineage(
 def read_lineage(output_dir: str) -> dict[str, Any] | None:
     path = io.join(output_dir, FILENAME)
     return io.read_json(path) if io.exists(path) else None
+
+
+def stage_of(record: dict[str, Any]) -> str | None:
+    """The record's stage under today's name, so a folder written before a stage was renamed is still accepted."""
+    stage = record.get("stage")
+    return STAGE_ALIASES.get(stage, stage)
 
 
 def record_above(uri: str, levels: int = 3) -> dict[str, Any] | None:

@@ -65,7 +65,7 @@ class Tracker:
         made = datetime.fromisoformat(record["created_at"])
         tags = {
             "mlflow.parentRunId": self.parent,
-            "stage": record["stage"],
+            "stage": lineage.stage_of(record),
             "lineage_id": record["id"],
             "parents": ",".join(record["parents"]),
             "output_dir": folder,

@@ -147,12 +147,12 @@ def _wait(client, job_id: str, timeout_s: float):
     return status
 
 
-def test_label_pool_job_runs_on_a_cluster_from_working_dir_and_py_modules(ray_head, pool, tmp_path):
+def test_label_job_runs_on_a_cluster_from_working_dir_and_py_modules(ray_head, pool, tmp_path):
     from ray.job_submission import JobStatus, JobSubmissionClient
 
     address, token = ray_head
     client = JobSubmissionClient(address, headers={"Authorization": f"Bearer {token}"})
-    output_dir = tmp_path / "labels"
+    output_dir = tmp_path / "label"
     build_tiny_scorer(tmp_path / "teacher")
     # Absolute paths: the entrypoint runs in the job's copy of the working_dir, which is deleted with the cluster.
     overrides = f"pool={pool} teacher.spec={tmp_path / 'teacher'} output_dir={output_dir} rows_per_shard=12"
@@ -160,7 +160,7 @@ def test_label_pool_job_runs_on_a_cluster_from_working_dir_and_py_modules(ray_he
     job_id = client.submit_job(
         entrypoint=(
             "python -c \"import disranker; print('disranker from', disranker.__file__)\" && "
-            f"python -m jobs.label_pool --config jobs/configs/label_pool_smoke.yaml {overrides}"
+            f"python -m jobs.label --config jobs/configs/label_smoke.yaml {overrides}"
         ),
         runtime_env={
             "working_dir": str(ROOT),
@@ -177,7 +177,7 @@ def test_label_pool_job_runs_on_a_cluster_from_working_dir_and_py_modules(ray_he
     assert str(ROOT) not in imported_from, f"the job imported this checkout, not the py_modules copy: {imported_from}"
     assert "labels:" in logs
     record = lineage.read_lineage(str(output_dir))
-    assert record["stage"] == "labeling" and record["metrics"]["summary"]
+    assert record["stage"] == "label" and record["metrics"]["summary"]
     labels = io.read_table(str(output_dir / "labels"))
     assert labels.num_rows == ROWS
     assert sorted(labels["doc_id"].to_pylist()) == sorted(f"d{i}" for i in range(ROWS))

@@ -31,7 +31,7 @@ def overrides(out: Path, wordnet_dir: str, smoke: dict[str, str]) -> list[str]:
     student = f'["student.model={smoke["tiny_student"]}"]'  # the smoke files' tiny models, built by the fixture
     return [f"output_dir={out}", f"corpus.wordnet_dir={wordnet_dir}",
             f'stages.teacher_cpt.overrides=["model.spec={smoke["tiny_teacher"]}"]',
-            f"stages.student.overrides={student}", f"stages.student_labels_only.overrides={student}",
+            f"stages.distill.overrides={student}", f"stages.distill_labels_only.overrides={student}",
             # Small shards so labeling spans several of them and the kill lands between the first and the last.
             'stages.label.overrides=["rows_per_shard=50"]']  # fmt: skip
 
@@ -65,14 +65,14 @@ def start_and_kill_during_labeling(out: Path, wordnet_dir: str, smoke: dict[str,
         )
     deadline = time.monotonic() + 900
     try:
-        while not list((out / "labels" / "labels").glob("*.parquet")):
+        while not list((out / "label" / "labels").glob("*.parquet")):
             assert process.poll() is None, f"the first run ended early: {log_path.read_text()[-3000:]}"
             assert time.monotonic() < deadline, "no labels shard within 15 minutes"
             time.sleep(0.2)
     finally:
         if process.poll() is None:
             kill_tree(process)
-    assert not lineage.is_complete(str(out / "labels"), (lineage.read_lineage(str(out / "labels")) or {}).get("id", ""))
+    assert not lineage.is_complete(str(out / "label"), (lineage.read_lineage(str(out / "label")) or {}).get("id", ""))
     # The terminal got the log file's name and one line per stage start and end; Ray's and the libraries' output
     # (worker lines, load reports, warnings) went to that file.
     printed = log_path.read_text().splitlines()
@@ -115,18 +115,18 @@ def test_pipeline_killed_during_labeling_resumes_without_redoing_finished_stages
     out = tmp_path / "pipeline"
     start_and_kill_during_labeling(out, wordnet_dir, smoke_inputs)
     request.getfixturevalue("ray_start_2_cpus")  # the rerun's Ray, started only after the first one is dead
-    finished = {stage: created(out, stage) for stage in ("corpus", "teacher/cpt", "teacher/sft")}
-    shards_before_kill = len(list((out / "labels" / "labels").glob("*.parquet")))
+    finished = {stage: created(out, stage) for stage in ("corpus", "teacher_cpt", "teacher_sft")}
+    shards_before_kill = len(list((out / "label" / "labels").glob("*.parquet")))
 
     smoke_file = REPO / "jobs/configs/pipeline_smoke.yaml"
     config = load_config(PipelineConfig, smoke_file, overrides(out, wordnet_dir, smoke_inputs))
     result = run(config)
 
     assert {stage: created(out, stage) for stage in finished} == finished
-    labels_record = lineage.read_lineage(str(out / "labels"))["metrics"]
+    labels_record = lineage.read_lineage(str(out / "label"))["metrics"]
     assert labels_record["shards_skipped"] >= shards_before_kill >= 1
     pool = io.read_table(out / "samples" / "pool")
-    labels = io.read_table(out / "labels" / "labels")
+    labels = io.read_table(out / "label" / "labels")
     assert labels_record["rows_in"] == pool.num_rows == labels.num_rows + labels_record["rejected"]
     keys = pc.binary_join_element_wise(labels["query_id"], labels["doc_id"], "\x1f")
     assert len(pc.unique(keys)) == labels.num_rows
@@ -137,12 +137,12 @@ def test_pipeline_killed_during_labeling_resumes_without_redoing_finished_stages
     summary = result.summary()
     for name in MODELS:
         assert name in summary
-    assert f"model={out / 'student'}" in summary and (out / "compare" / "report.png").stat().st_size > 10_000
-    assert lineage_chain(out / "student", out) == ["distill", "labeling", "teacher_sft", "teacher_cpt", "demo_corpus"]
+    assert f"model={out / 'distill'}" in summary and (out / "compare" / "report.png").stat().st_size > 10_000
+    assert lineage_chain(out / "distill", out) == ["distill", "label", "teacher_sft", "teacher_cpt", "demo_corpus"]
 
     assert (out / "pipeline" / "summary.txt").read_text().strip() == summary
     assert mlflow_stages(out) == {name: lineage.read_lineage(folder)["id"] for name, folder in result.folders.items()}
-    stages = ("corpus", "teacher/cpt", "teacher/sft", "labels", "student", "student_labels_only", "compare")
+    stages = ("corpus", "teacher_cpt", "teacher_sft", "label", "distill", "distill_labels_only", "compare")
     stamps = {stage: created(out, stage) for stage in stages}
     run(config)  # a third run finds every stage complete
     assert {stage: created(out, stage) for stage in stamps} == stamps

@@ -42,7 +42,7 @@ def test_the_readme_smoke_commands_run_in_order_in_a_fresh_folder(tmp_path):
     assert {"bm25", "random", "teacher", "student"} <= set(metrics)
     record = json.loads((tmp_path / "outputs/smoke/compare/disranker.json").read_text())
     trained = [json.loads((tmp_path / f"outputs/smoke/{folder}/disranker.json").read_text())["id"]
-               for folder in ("teacher/sft", "student")]  # fmt: skip
+               for folder in ("teacher_sft", "distill")]  # fmt: skip
     assert set(trained) <= set(record["parents"])  # it compared what the smokes trained, not fresh random models
-    labels = json.loads((tmp_path / "outputs/smoke/labels/disranker.json").read_text())
+    labels = json.loads((tmp_path / "outputs/smoke/label/disranker.json").read_text())
     assert labels["metrics"]["teacher"].startswith("teacher_sft:")  # labeled with the SFT smoke's trained scorer

@@ -43,7 +43,8 @@ COMMAND_OPTIONS = {
     ("score",): ["--config", "--model", "--input", "--out", "--kind", "--batch-size", "overrides"],
     ("pipeline",): ["--config", "--size", "overrides"],
     ("distill",): ["--config", "overrides"],
-    ("evaluate-models",): ["--config", "overrides"],
+    ("compare",): ["--config", "overrides"],
+    ("evaluate-models",): ["--config", "overrides"],  # compare's old name, hidden from --help for its last release
     ("serve",): ["--config", "overrides"],
     ("train-teacher",): ["--config", "--stage", "--out", "overrides"],
     ("label",): ["--config", "--pool", "--teacher", "--out", "--backend", "--relabel", "overrides"],
@@ -94,6 +95,20 @@ def test_top_level_help_lists_the_commands():
     assert result.exit_code == 0
     for name in ("evaluate", "pipeline", "data", "baseline"):
         assert name in result.stdout
+
+
+def test_evaluate_models_is_a_hidden_deprecated_alias_of_compare(monkeypatch, tmp_path):
+    from disranker.evaluation import compare
+
+    seen = []
+    (tmp_path / "metrics.json").write_text(json.dumps({"bm25": {"pnr": 1.0}}))
+    monkeypatch.setattr(compare, "run", lambda config: seen.append(config) or str(tmp_path))
+    args = ["judgments=j.parquet", "models=[{name: bm25, kind: bm25}]"]
+    old, new = runner.invoke(app, ["evaluate-models", *args]), runner.invoke(app, ["compare", *args])
+    assert old.exit_code == new.exit_code == 0, old.output
+    assert old.stderr == "disranker evaluate-models is deprecated and goes in the next release: use disranker compare\n"
+    assert old.stdout == new.stdout and new.stderr == "" and seen[0] == seen[1]  # then exactly what compare does
+    assert "evaluate-models" not in runner.invoke(app, ["--help"]).stdout
 
 
 @pytest.mark.parametrize(

@@ -44,20 +44,20 @@ GPU = "nvidia.com/gpu"
 STAGE_CONFIGS: dict[str, type] = {
     "build_demo": DemoCorpusConfig,
     "train_teacher": TeacherConfig,
-    "label_pool": LabelConfig,
-    "distill_student": DistillConfig,
-    "evaluate_models": CompareConfig,
+    "label": LabelConfig,
+    "distill": DistillConfig,
+    "compare": CompareConfig,
     "evaluate": EvaluateConfig,
 }
 # The list: one RayJob per stage, GPU workers for the teacher and labeling.
 REQUIRED_RAYJOBS = {
     "ray-job.teacher-cpt.yaml": ("train_teacher", "teacher_cpt.yaml"),
     "ray-job.teacher-sft.yaml": ("train_teacher", "teacher_sft.yaml"),
-    "ray-job.label-pool.yaml": ("label_pool", "label_pool.yaml"),
-    "ray-job.distill-student.yaml": ("distill_student", "distill_student.yaml"),
-    "ray-job.evaluate-models.yaml": ("evaluate_models", "evaluate_models.yaml"),
+    "ray-job.label.yaml": ("label", "label.yaml"),
+    "ray-job.distill.yaml": ("distill", "distill.yaml"),
+    "ray-job.compare.yaml": ("compare", "compare.yaml"),
 }
-GPU_STAGES = {"train_teacher", "label_pool"}
+GPU_STAGES = {"train_teacher", "label"}
 
 
 def pinned_ray_version() -> str:

@@ -1,4 +1,4 @@
-"""The comparison stage (``disranker evaluate-models``) on a hand-made judgments table with tiny random models."""
+"""The comparison stage (``disranker compare``) on a hand-made judgments table with tiny random models."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import re
 import struct
 from pathlib import Path
 
-import jobs.evaluate_models
+import jobs.compare
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -182,18 +182,16 @@ def test_bad_scoring_resources_are_rejected_naming_the_field(overrides, message)
         load_config(compare.CompareConfig, None, ["judgments=j.parquet", models, *overrides])
 
 
-@pytest.mark.parametrize("name", ["evaluate_models.yaml", "evaluate_models_smoke.yaml"])
+@pytest.mark.parametrize("name", ["compare.yaml", "compare_smoke.yaml"])
 def test_shipped_configs_load(name):
-    config = load_config(compare.CompareConfig, Path(jobs.evaluate_models.__file__).parent / "configs" / name)
+    config = load_config(compare.CompareConfig, Path(jobs.compare.__file__).parent / "configs" / name)
     assert [m.kind for m in config.models][:2] == ["bm25", "random"] and config.mrr_min_label == 4
 
 
 def test_job_prints_the_summary_table(comparison, capsys):
     root, _, _, _ = comparison
     out = root / "job"
-    jobs.evaluate_models.main(
-        [f"judgments={root / 'test.parquet'}", f"output_dir={out}", "models=[{name: bm25, kind: bm25}]"]
-    )
+    jobs.compare.main([f"judgments={root / 'test.parquet'}", f"output_dir={out}", "models=[{name: bm25, kind: bm25}]"])
     printed = capsys.readouterr().out.splitlines()
     assert printed[0].split() == ["model", *compare.SUMMARY_COLUMNS]
     assert printed[2].split()[0] == "bm25" and printed[2].split()[-1] == "18"
@@ -208,7 +206,7 @@ def test_cli_command_writes_the_comparison(comparison):
     root, _, _, _ = comparison
     out = root / "cli"
     overrides = [f"judgments={root / 'test.parquet'}", f"output_dir={out}", "models=[{name: random, kind: random}]"]
-    result = CliRunner().invoke(app, ["evaluate-models", *overrides])
+    result = CliRunner().invoke(app, ["compare", *overrides])
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines()[2].split()[0] == "random"
     assert json.loads((out / "metrics.json").read_text())["random"]["n_preference_pairs"] == 18

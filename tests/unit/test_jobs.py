@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 from pathlib import Path
 
@@ -106,12 +107,26 @@ def test_shipped_pipeline_configs_load_with_every_stage_config(name, tmp_path):
     config = load_config(PipelineConfig, CONFIGS / name, [f"output_dir={tmp_path}"])
     dirs = {split: str(tmp_path / "samples" / split) for split in ("train", "pool", "dev", "test")}
     stages = pipeline_runner._stage_configs(config, str(tmp_path / "corpus"), dirs, dirs["pool"])
-    assert stages["teacher_sft"].model.spec == str(tmp_path / "teacher" / "cpt")
-    assert stages["label"].teacher.spec == str(tmp_path / "teacher" / "sft")
+    # Each stage's folder is named like its key (issue 17).
+    assert {name: stage.output_dir for name, stage in stages.items()} == {name: str(tmp_path / name) for name in stages}
+    assert stages["teacher_sft"].model.spec == str(tmp_path / "teacher_cpt")
+    assert stages["label"].teacher.spec == str(tmp_path / "teacher_sft")
     assert stages["label"].pool == dirs["pool"]
-    assert stages["student"].data.labels == str(tmp_path / "labels")
-    assert stages["student_labels_only"].mode == "labels_only"
+    assert stages["distill"].data.labels == str(tmp_path / "label")
+    assert stages["distill_labels_only"].mode == "labels_only"
     # One human-label budget: the teacher SFT and the labels-only student train on exactly the same judgments.
-    assert stages["teacher_sft"].data.train == stages["student_labels_only"].data.judgments == dirs["train"]
-    assert stages["teacher_sft"].data.max_examples is None and stages["student_labels_only"].data.max_queries is None
+    assert stages["teacher_sft"].data.train == stages["distill_labels_only"].data.judgments == dirs["train"]
+    assert stages["teacher_sft"].data.max_examples is None and stages["distill_labels_only"].data.max_queries is None
     assert [m.name for m in stages["compare"].models][-1] == "student_distilled"
+
+
+@pytest.mark.parametrize(("old", "new"), [("label_pool", "label"), ("distill_student", "distill"),
+                                          ("evaluate_models", "compare")])  # fmt: skip
+def test_the_old_job_modules_say_they_are_deprecated_and_run_the_new_ones(old, new, monkeypatch, capsys):
+    shim, renamed = importlib.import_module(f"jobs.{old}"), importlib.import_module(f"jobs.{new}")
+    calls = []
+    monkeypatch.setattr(renamed, "main", calls.append)
+    shim.main(["--config", "c.yaml", "a=1"])
+    assert calls == [["--config", "c.yaml", "a=1"]]
+    note = f"jobs.{old} is deprecated and goes in the next release: use python -m jobs.{new}\n"
+    assert capsys.readouterr().err == note

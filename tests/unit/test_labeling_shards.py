@@ -126,7 +126,7 @@ def test_assembler_hands_out_a_shard_once_all_its_rows_arrived(tmp_path):
     ]
 
 
-@pytest.mark.parametrize("name", ["label_pool.yaml", "label_pool_smoke.yaml"])
+@pytest.mark.parametrize("name", ["label.yaml", "label_smoke.yaml"])
 def test_job_configs_load(name):
     config = load_config(LabelConfig, CONFIGS / name)
     assert config.scaling.num_workers * config.scaling.cpus_per_worker < 2  # leaves a CPU for Ray Data's reads here

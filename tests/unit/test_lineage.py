@@ -90,16 +90,22 @@ def test_file_fingerprint_includes_file_names(tmp_path):
 
 
 def test_parent_ids_find_the_stage_above_a_table_but_only_a_models_own_record(tmp_path):
-    stage = tmp_path / "labels"
-    lineage.write_lineage(str(stage), "labeling", {"a": 1})
+    stage = tmp_path / "label"
+    lineage.write_lineage(str(stage), "label", {"a": 1})
     (stage / "labels").mkdir()
     table = stage / "labels" / "part-0.parquet"
     table.write_bytes(b"")
     (tmp_path / "model").mkdir()  # a model folder without a record, inside a folder with one
     lineage.write_lineage(str(tmp_path), "outer", {})
     labeling_id = lineage.read_lineage(str(stage))["id"]
-    assert lineage.record_above(str(table))["stage"] == "labeling"  # two folders up
+    assert lineage.record_above(str(table))["stage"] == "label"  # two folders up
     assert lineage.record_above(str(tmp_path / "model"), levels=1) is None
     assert lineage.parent_ids(tables=[str(table), str(stage)], models=[str(tmp_path / "model"), "packaged:x"]) == [
         labeling_id
     ]
+
+
+def test_a_record_written_before_a_stage_was_renamed_reads_as_the_new_name():
+    assert lineage.stage_of({"stage": "labeling"}) == "label"  # issue 17: labeling → label, for one release
+    assert lineage.stage_of({"stage": "label"}) == "label" and lineage.stage_of({"stage": "distill"}) == "distill"
+    assert lineage.stage_of({}) is None

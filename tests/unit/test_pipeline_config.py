@@ -39,10 +39,30 @@ def test_stage_overrides_apply_after_the_file_and_expand_output_dir(tmp_path):
 
 
 def test_a_bad_key_in_a_stage_override_names_the_stage_and_its_file():
-    config = load_config(PipelineConfig, None, ['stages.student.overrides=["training.nope=1"]'])
+    config = load_config(PipelineConfig, None, ['stages.distill.overrides=["training.nope=1"]'])
     with pytest.raises(ConfigError) as err:
-        load_stage(config, "student", {})
-    assert str(err.value).startswith("stages.student (jobs/configs/distill_student.yaml): unknown key 'training.nope'")
+        load_stage(config, "distill", {})
+    assert str(err.value).startswith("stages.distill (jobs/configs/distill.yaml): unknown key 'training.nope'")
+
+
+def test_the_old_names_of_the_distill_entries_load_as_the_new_ones_with_a_warning():
+    old = ['stages.student.overrides=["loss.name=point"]', "stages.student_labels_only.config=my.yaml"]
+    with pytest.warns(FutureWarning) as warned:
+        config = load_config(PipelineConfig, None, old)
+    assert [str(w.message) for w in warned] == [
+        "'stages.student' is deprecated: rename it 'stages.distill'",
+        "'stages.student_labels_only' is deprecated: rename it 'stages.distill_labels_only'",
+    ]
+    assert config.stages.distill.overrides == ["loss.name=point"]
+    assert config.stages.distill_labels_only.config == "my.yaml"
+
+
+def test_an_old_and_a_new_name_together_are_an_error_and_other_unknown_stages_stay_errors():
+    both = ['stages.student.overrides=["loss.name=point"]', 'stages.distill.overrides=["loss.name=margin"]']
+    with pytest.raises(ConfigError, match="'stages.student' is the old name of 'stages.distill': give only"):
+        load_config(PipelineConfig, None, both)
+    with pytest.raises(ConfigError, match="unknown key 'stages.students' in StagesSection"):
+        load_config(PipelineConfig, None, ["stages.students.config=x.yaml"])
 
 
 def test_samples_must_be_positive_or_null():

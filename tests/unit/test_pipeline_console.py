@@ -34,12 +34,12 @@ def test_quiet_console_shows_stage_lines_and_logs_the_rest(tmp_path, capsys, ray
         sys.stderr.write("a forwarded worker warning\n")
         os.write(2, b"core_worker.cc: a C++ log line\n")
         logger.info("Running Dataset")
-        console.finished("teacher_cpt", started, "/out/teacher/cpt")
+        console.finished("teacher_cpt", started, "/out/teacher_cpt")
     shown = capsys.readouterr()
     lines = shown.out.splitlines()
     assert lines[0] == f"logs: {tmp_path / 'logs' / 'pipeline.log'}"
     assert re.fullmatch(r"\d\d:\d\d:\d\d  teacher_cpt …", lines[1])
-    assert re.fullmatch(r"\d\d:\d\d:\d\d  teacher_cpt done in \d+\.\d s: /out/teacher/cpt", lines[2])
+    assert re.fullmatch(r"\d\d:\d\d:\d\d  teacher_cpt done in \d+\.\d s: /out/teacher_cpt", lines[2])
     assert len(lines) == 3 and shown.err == ""
     logged = (tmp_path / "logs" / "pipeline.log").read_text()
     assert "Loading weights: 100%" in logged and "a forwarded worker warning" in logged and "C++ log line" in logged

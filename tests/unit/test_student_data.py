@@ -158,7 +158,12 @@ def test_distillation_refuses_the_folder_of_a_labeling_run_that_did_not_finish(t
     for uri in (str(tmp_path), str(tmp_path / "labels"), str(tmp_path / "labels" / "part-0.parquet")):
         with pytest.raises(ValueError, match=r"the labeling run writing .* has not finished"):
             check_labeling_finished(uri)
-    lineage.write_lineage(str(tmp_path), "labeling", {}, metrics={"rows_in": 4, "labeled": 3, "rejected": 1})
-    check_labeling_finished(str(tmp_path))  # finished: accepted
+    counts = {"rows_in": 4, "labeled": 3, "rejected": 1}
+    lineage.write_lineage(str(tmp_path), "distill", {}, metrics=counts)
+    with pytest.raises(ValueError, match="has not finished"):  # another stage's record is no labeling run's
+        check_labeling_finished(str(tmp_path))
+    for stage in ("label", "labeling"):  # a record written before the rename to `label` is accepted too
+        lineage.write_lineage(str(tmp_path), stage, {}, metrics=counts)
+        check_labeling_finished(str(tmp_path))  # finished: accepted
     io.write_table(labels_rows(["a"]), tmp_path / "plain" / "labels.parquet")
     check_labeling_finished(str(tmp_path / "plain" / "labels.parquet"))  # a table no labeling run wrote

@@ -24,20 +24,22 @@ def test_a_pipeline_is_a_parent_run_with_one_child_per_stage(tmp_path):
     from mlflow.tracking import MlflowClient
 
     tracker = Tracker(TrackingSection(), str(tmp_path), {"samples": {"pool_queries": 300}})
-    labels, labels_record = stage_folder(tmp_path, "labels", "labeling", {"pairs_per_s": 29.7})
+    # Written before the stage was renamed `label`: tagged under the new name, like the records written since.
+    labels, labels_record = stage_folder(tmp_path, "label", "labeling", {"pairs_per_s": 29.7})
     curve = [{"step": 5, "epoch": 0, "loss": 2.0}, {"step": 10, "epoch": 1, "loss": 1.2}]
     dev = [{"epoch": 0, "ndcg@10": 0.5, "pnr": 2.0}, {"epoch": 1, "ndcg@10": 0.6, "pnr": 2.5}]
     metrics = {"loss_curve": curve, "dev": dev, "best": {"ndcg@10": 0.6}}
-    student, record = stage_folder(tmp_path, "student", "distill", metrics, [labels_record["id"]])
-    child = tracker.log_stage("student", student)
-    tracker.log_stage("label", labels)
+    student, record = stage_folder(tmp_path, "distill", "distill", metrics, [labels_record["id"]])
+    child = tracker.log_stage("distill", student)
+    label_run = tracker.log_stage("label", labels)
     tracker.finish()
 
     client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
     runs = client.search_runs([tracker.experiment_id])
     parent = next(r for r in runs if r.info.run_name == "pipeline")
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
-    assert sorted(r.info.run_name for r in children) == ["label", "student"]
+    assert sorted(r.info.run_name for r in children) == ["distill", "label"]
+    assert client.get_run(label_run).data.tags["stage"] == "label"
     assert parent.data.params == {"samples.pool_queries": "300"} and parent.info.status == "FINISHED"
     run = client.get_run(child)
     assert run.data.params == {"training.lr": "5e-05", "training.epochs": "2", "loss.name": "hybrid"}

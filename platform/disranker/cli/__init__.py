@@ -130,7 +130,7 @@ def serve_command(
         Path, typer.Option("--config", "-c", help="Serve config file (serve/config.yaml).")
     ] = DEFAULT_SERVE_CONFIG,
     overrides: Annotated[
-        list[str] | None, typer.Argument(help="Overrides of the application's args, e.g. model=outputs/demo/student.")
+        list[str] | None, typer.Argument(help="Overrides of the application's args, e.g. model=outputs/demo/distill.")
     ] = None,
 ) -> None:
     """Start the ranking endpoint on this machine (blocking; Ctrl-C stops it)."""
@@ -191,8 +191,8 @@ def label(
     typer.echo(lineage.read_lineage(labeling.run(cfg))["metrics"]["summary"])
 
 
-@app.command("evaluate-models")
-def evaluate_models(config: ConfigOption = None, overrides: Overrides = None) -> None:
+@app.command("compare")
+def compare_command(config: ConfigOption = None, overrides: Overrides = None) -> None:
     """Score a test split with BM25, random, teachers and students: metrics.json, TREC runs and report.png."""
     from disranker.data import io
     from disranker.evaluation import compare
@@ -201,3 +201,10 @@ def evaluate_models(config: ConfigOption = None, overrides: Overrides = None) ->
     folder = compare.run(load_stage_config(compare.CompareConfig, config, overrides))
     typer.echo(metrics_table(io.read_json(io.join(folder, "metrics.json")), compare.SUMMARY_COLUMNS))
     typer.echo(f"outputs (metrics.json, report.png, <model>.run): {folder}")
+
+
+@app.command("evaluate-models", hidden=True)
+def evaluate_models(config: ConfigOption = None, overrides: Overrides = None) -> None:
+    """The old name of `compare` (issue 17: one name per stage), kept for one release."""
+    typer.echo("disranker evaluate-models is deprecated and goes in the next release: use disranker compare", err=True)
+    compare_command(config, overrides)

@@ -1,6 +1,6 @@
 """``disranker score``: any trained model's scores for any judgments or pool table, as a scores table.
 
-    disranker score --model outputs/demo/student --input judgments.parquet --out scores.parquet
+    disranker score --model outputs/demo/distill --input judgments.parquet --out scores.parquet
     disranker evaluate --judgments judgments.parquet --scores scores.parquet
 
 A table of at most ``local_max_rows`` rows is scored in this process with the comparison stage's scoring

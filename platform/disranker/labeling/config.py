@@ -1,6 +1,6 @@
 """The labeling stage's config: which pool, which teacher, which scorer backend, and how many actors.
 
-Loaded with ``disranker.config.load_config(LabelConfig, "jobs/configs/label_pool.yaml", overrides)``. On this 2-core
+Loaded with ``disranker.config.load_config(LabelConfig, "jobs/configs/label.yaml", overrides)``. On this 2-core
 machine keep ``scaling.num_workers * scaling.cpus_per_worker`` below the CPUs Ray has: Ray Data's read tasks need a
 free CPU, and two 1-CPU actors on 2 CPUs hang the pipeline forever (docs/operations.md), hence the 0.5 default.
 """
@@ -57,7 +57,7 @@ def _default_scaling() -> ScalingSection:
 @dataclass
 class LabelConfig:
     pool: str = "outputs/demo/corpus/pool.parquet"  # pool table: one Parquet file or a folder of them (path or URI)
-    output_dir: str = "outputs/demo/labels"  # labels/, rejected/ shards and disranker.json (path or URI)
+    output_dir: str = "outputs/demo/label"  # labels/, rejected/ shards and disranker.json (path or URI)
     rows_per_shard: int = 2000  # rows per output shard: the unit that is written atomically and skipped on rerun
     # Fail the run (after writing every shard) when more than this fraction of the pool ends up rejected.
     max_rejected_fraction: float = 0.05

@@ -30,7 +30,7 @@ from disranker.runtime import ensure_ray
 
 logger = logging.getLogger(__name__)
 
-STAGE = "labeling"
+STAGE = "label"
 READ_CPUS = 0.25  # a read + validate task; actors must leave at least this much CPU free (docs/operations.md)
 
 

@@ -3,7 +3,7 @@
 A model spec is one string:
 
 - a local HF folder (``save_pretrained`` output, e.g. a stage's output folder);
-- a URI pyarrow understands (``s3://bucket/teacher/sft``): copied once into the local cache, then loaded;
+- a URI pyarrow understands (``s3://bucket/teacher_sft``): copied once into the local cache, then loaded;
 - a packaged name: ``packaged:minilm`` (student) or ``packaged:smollm2`` (teacher), see ``models.packaged``.
 
 Nothing is fetched from a model hub: every load is ``local_files_only``.

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from disranker.config import ConfigError, load_config
 from disranker.data import demo
@@ -26,16 +26,16 @@ WIRED_KEYS: dict[str, tuple[str, ...]] = {
     "teacher_cpt": ("stage", "output_dir", "data.clicks"),
     "teacher_sft": ("stage", "output_dir", "model.spec", "data.train", "data.dev", "data.max_examples"),
     "label": ("pool", "output_dir", "teacher.spec"),
-    "student": ("mode", "output_dir", "data.labels", "data.dev"),
-    "student_labels_only": ("mode", "output_dir", "data.judgments", "data.dev", "data.max_queries"),
+    "distill": ("mode", "output_dir", "data.labels", "data.dev"),
+    "distill_labels_only": ("mode", "output_dir", "data.judgments", "data.dev", "data.max_queries"),
     "compare": ("output_dir", "judgments", "models"),
 }
 STAGE_CLASSES: dict[str, type] = {
     "teacher_cpt": TeacherConfig,
     "teacher_sft": TeacherConfig,
     "label": LabelConfig,
-    "student": DistillConfig,
-    "student_labels_only": DistillConfig,
+    "distill": DistillConfig,
+    "distill_labels_only": DistillConfig,
     "compare": CompareConfig,
 }
 
@@ -95,21 +95,25 @@ def config_for_size(size: str | None, config: str | None) -> str | None:
 DEFAULT_STAGE_FILES: dict[str, str] = {
     "teacher_cpt": "jobs/configs/teacher_cpt.yaml",
     "teacher_sft": "jobs/configs/teacher_sft.yaml",
-    "label": "jobs/configs/label_pool.yaml",
-    "student": "jobs/configs/distill_student.yaml",
+    "label": "jobs/configs/label.yaml",
+    "distill": "jobs/configs/distill.yaml",
     # The baseline the paper improves on: the same student config trained on the human grades the teacher SFT had.
-    "student_labels_only": "jobs/configs/distill_student.yaml",
-    "compare": "jobs/configs/evaluate_models.yaml",
+    "distill_labels_only": "jobs/configs/distill.yaml",
+    "compare": "jobs/configs/compare.yaml",
 }
 
 
 @dataclass
 class StagesSection:
+    # The distillation entries' names before issue 17 (one name per stage): read as the new ones, with a warning, so
+    # pipeline files written before the rename keep working for one release (disranker.config.from_dict).
+    RENAMED: ClassVar[dict[str, str]] = {"student": "distill", "student_labels_only": "distill_labels_only"}
+
     teacher_cpt: StageEntry = field(default_factory=StageEntry)
     teacher_sft: StageEntry = field(default_factory=StageEntry)
     label: StageEntry = field(default_factory=StageEntry)
-    student: StageEntry = field(default_factory=StageEntry)
-    student_labels_only: StageEntry = field(default_factory=StageEntry)
+    distill: StageEntry = field(default_factory=StageEntry)
+    distill_labels_only: StageEntry = field(default_factory=StageEntry)
     compare: StageEntry = field(default_factory=StageEntry)
 
     def validate(self) -> None:

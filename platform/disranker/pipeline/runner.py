@@ -1,11 +1,12 @@
 """The main job: every stage in order on one output folder, ending with one comparison table.
 
-    corpus → samples → teacher CPT → teacher SFT → labeling → students (distilled, labels-only) → compare
+    corpus → samples → teacher_cpt → teacher_sft → label → distill, distill_labels_only → compare
 
-Each stage writes ``<output_dir>/<stage>`` with its ``disranker.json`` whose parents are the previous stages' ids, so
-the served student traces back to the clicks it came from. Every stage skips itself when its folder already holds
-a finished record for the same config and inputs, and labeling and training resume from their shards and
-checkpoints, so rerunning the same command after a crash finishes the job without redoing finished work.
+Each stage writes ``<output_dir>/<stage>``, named as in the config's ``stages`` and on the stage lines, with its
+``disranker.json`` whose parents are the previous stages' ids, so the served student traces back to the clicks it
+came from. Every stage skips itself when its folder already holds a finished record for the same config and inputs,
+and labeling and training resume from their shards and checkpoints, so rerunning the same command after a crash
+finishes the job without redoing finished work.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ class PipelineResult:
             metrics_table(self.metrics, TABLE_COLUMNS),
             "",
             f"report: {io.join(compare_dir, 'report.png')}   metrics: {io.join(compare_dir, 'metrics.json')}",
-            f"serve the student: disranker serve --config serve/config.yaml model={self.folders['student']}",
+            f"serve the student: disranker serve --config serve/config.yaml model={self.folders['distill']}",
         ]
         return "\n".join(lines)
 
@@ -146,8 +147,8 @@ def _run_stages(
         ("teacher_cpt", teacher_train.run),
         ("teacher_sft", teacher_train.run),
         ("label", labeling.run),
-        ("student", student_train.run),
-        ("student_labels_only", student_train.run),
+        ("distill", student_train.run),
+        ("distill_labels_only", student_train.run),
         ("compare", compare.run),
     ):
         timed(name, step, stages[name])
@@ -158,9 +159,9 @@ def _stage_configs(config: PipelineConfig, corpus: str, sample_dirs: dict[str, s
     """Every stage's config with its inputs and outputs wired below ``output_dir``: the teacher SFT and the
     labels-only student train on the same sampled train judgments; the teacher labels ``to_label``."""
     out = config.output_dir
-    cpt, sft = io.join(out, "teacher", "cpt"), io.join(out, "teacher", "sft")
-    labels, student = io.join(out, "labels"), io.join(out, "student")
-    labels_only = io.join(out, "student_labels_only")
+    cpt, sft = io.join(out, "teacher_cpt"), io.join(out, "teacher_sft")
+    labels, student = io.join(out, "label"), io.join(out, "distill")
+    labels_only = io.join(out, "distill_labels_only")
     dev = sample_dirs["dev"]
     wiring = {
         "teacher_cpt": {"stage": "cpt", "output_dir": cpt, "data.clicks": io.join(corpus, "clicks.parquet")},
@@ -173,8 +174,8 @@ def _stage_configs(config: PipelineConfig, corpus: str, sample_dirs: dict[str, s
             "data.max_examples": None,
         },
         "label": {"pool": to_label, "output_dir": labels, "teacher.spec": sft},
-        "student": {"mode": "teacher", "output_dir": student, "data.labels": labels, "data.dev": dev},
-        "student_labels_only": {
+        "distill": {"mode": "teacher", "output_dir": student, "data.labels": labels, "data.dev": dev},
+        "distill_labels_only": {
             "mode": "labels_only",
             "output_dir": labels_only,
             "data.judgments": sample_dirs["train"],

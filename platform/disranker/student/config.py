@@ -1,4 +1,4 @@
-"""The distillation config, e.g. ``load_config(DistillConfig, "distill_student.yaml", ["loss.margin_weight=2"])``.
+"""The distillation config, e.g. ``load_config(DistillConfig, "distill.yaml", ["loss.margin_weight=2"])``.
 
 The whole config travels to every Ray Train worker as a plain dict (``to_dict``) and is rebuilt there with
 ``from_dict``, so a worker never reads driver globals.
@@ -97,7 +97,7 @@ class EvaluationSection:
 
 @dataclass
 class DistillConfig:
-    output_dir: str = "outputs/demo/student"  # HF folder of the best student + disranker.json
+    output_dir: str = "outputs/demo/distill"  # HF folder of the best student + disranker.json
     mode: Literal["teacher", "labels_only"] = "teacher"
     data: DataSection = field(default_factory=DataSection)
     student: StudentSection = field(default_factory=StudentSection)

@@ -147,7 +147,7 @@ def check_labeling_finished(uri: str) -> None:
         return
     record = lineage.read_lineage(folder) or {}
     metrics = record.get("metrics", {})
-    if record.get("stage") != "labeling" or metrics.get("labeled", 0) + metrics.get("rejected", 0) != metrics.get(
+    if lineage.stage_of(record) != "label" or metrics.get("labeled", 0) + metrics.get("rejected", 0) != metrics.get(
         "rows_in"
     ):
         raise ValueError(

@@ -96,7 +96,7 @@ class DeepSpeedSection:
 @dataclass
 class TeacherConfig:
     stage: Literal["cpt", "sft"] = "cpt"  # cpt: causal LM on clicks; sft: rank-loss scorer on judgments
-    output_dir: str = "outputs/demo/teacher/cpt"  # HF folder + disranker.json
+    output_dir: str = "outputs/demo/teacher_cpt"  # HF folder + disranker.json
     model: ModelSection = field(default_factory=ModelSection)
     data: DataSection = field(default_factory=DataSection)
     training: TrainingSection = field(default_factory=TrainingSection)
