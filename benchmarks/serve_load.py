@@ -7,7 +7,7 @@ agreement. Writes everything to ``--out`` as JSON.
 
     python benchmarks/serve_load.py --requests 24 --concurrency 1 4 8 --out outputs/bench/serve_load.json
     # the int8 ONNX runtime of a trained student, checked against torch on the demo dev split at replica start:
-    python benchmarks/serve_load.py --model outputs/demo/student --runtime onnx-int8 \
+    python benchmarks/serve_load.py --model outputs/demo/distill --runtime onnx-int8 \
         --check-judgments outputs/demo/corpus/judgments/dev.parquet
 
 With ``--runtime onnx-int8`` the JSON also holds the replica's check (``/info``'s runtime): which runtime served and
