@@ -11,11 +11,20 @@ file beside the outputs, ``<output_dir>/mlflow.db``:
     MlflowClient("sqlite:///outputs/demo/mlflow.db").search_runs(...)    # with the installed mlflow-skinny
 
 A team server is ``tracking.uri: http://mlflow.internal:5000``; ``tracking: null`` turns tracking off.
+
+A stage run alone (its CLI command or job, e.g. ``disranker distill``) logs itself as one run, without a parent, when
+MLflow's own ``MLFLOW_TRACKING_URI`` is set (``MLFLOW_EXPERIMENT_NAME`` names the experiment; default disranker):
+``lineage.write_lineage`` hands every finished record to ``log_stage_alone``. Inside the main job the pipeline's
+tracker logs the stages instead (``in_pipeline``), so a stage is never logged twice.
 """
 
 from __future__ import annotations
 
+import contextvars
+import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from numbers import Real
@@ -27,6 +36,7 @@ from disranker.config import ConfigError
 # MLflow's limits on one log_batch call and on a param's value.
 PARAMS_PER_BATCH, METRICS_PER_BATCH, PARAM_VALUE_CHARS = 100, 1000, 6000
 NAME_CHARACTER = re.compile(r"[^/\w.\- :]")  # what MLflow refuses in a metric or param name ("ndcg@10")
+_IN_PIPELINE = contextvars.ContextVar("disranker_in_pipeline", default=False)
 
 
 @dataclass
@@ -43,9 +53,10 @@ class TrackingSection:
 
 
 class Tracker:
-    """One parent run for the main job; ``log_stage`` adds a finished stage as its child."""
+    """One parent run for the main job; ``log_stage`` adds a finished stage as its child. With ``params=None``
+    there is no parent run: each logged stage is a run of its own (a stage run alone)."""
 
-    def __init__(self, section: TrackingSection, output_dir: str, params: dict[str, Any]):
+    def __init__(self, section: TrackingSection, output_dir: str, params: dict[str, Any] | None):
         from mlflow.tracking import MlflowClient
 
         self.client = MlflowClient(section.resolve_uri(output_dir))
@@ -54,8 +65,10 @@ class Tracker:
             experiment.experiment_id if experiment else self.client.create_experiment(section.experiment)
         )
         self.started = datetime.now().astimezone().replace(microsecond=0)  # records keep whole seconds
-        self.parent = self.client.create_run(self.experiment_id, run_name="pipeline").info.run_id
-        self._log(self.parent, params, {}, {"output_dir": output_dir})
+        self.parent = None
+        if params is not None:
+            self.parent = self.client.create_run(self.experiment_id, run_name="pipeline").info.run_id
+            self._log(self.parent, params, {}, {"output_dir": output_dir})
 
     def log_stage(self, name: str, folder: str) -> str | None:
         """A child run from ``folder``'s record; None when the folder has none (a stage that writes no record)."""
@@ -64,12 +77,13 @@ class Tracker:
             return None
         made = datetime.fromisoformat(record["created_at"])
         tags = {
-            "mlflow.parentRunId": self.parent,
+            **({"mlflow.parentRunId": self.parent} if self.parent else {}),
             "stage": lineage.stage_of(record),
             "lineage_id": record["id"],
             "parents": ",".join(record["parents"]),
             "output_dir": folder,
-            "reused": str(made < self.started).lower(),
+            # Found finished rather than made by this job (a stage run alone logs what it just made).
+            "reused": str(self.parent is not None and made < self.started).lower(),
         }
         run = self.client.create_run(self.experiment_id, run_name=name, tags=tags).info.run_id
         self._log(run, record["config"], record.get("metrics") or {}, {})
@@ -91,6 +105,28 @@ class Tracker:
         if tags:
             self.client.log_batch(run, tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
+
+@contextmanager
+def in_pipeline() -> Iterator[None]:
+    """While the main job runs its stages: they leave their logging to its tracker."""
+    token = _IN_PIPELINE.set(True)
+    try:
+        yield
+    finally:
+        _IN_PIPELINE.reset(token)
+
+
+def log_stage_alone(folder: str) -> str | None:
+    """Log the record just written in ``folder`` as one run, if ``MLFLOW_TRACKING_URI`` is set and no main job is
+    running; the run's id, or None."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    if not uri or _IN_PIPELINE.get():
+        return None
+    record = lineage.read_lineage(folder)
+    if record is None:
+        return None
+    section = TrackingSection(uri=uri, experiment=os.environ.get("MLFLOW_EXPERIMENT_NAME") or "disranker")
+    return Tracker(section, folder, params=None).log_stage(lineage.stage_of(record), folder)
 
 def flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
     """``{"training": {"lr": 1e-4}}`` → ``{"training.lr": 1e-4}``; lists stay whole values."""

@@ -71,3 +71,24 @@ def test_a_uri_output_folder_needs_a_tracking_server():
         load_config(PipelineConfig, None, ["output_dir=s3://bucket/demo"])  # at load, before any stage runs
     assert load_config(PipelineConfig, None, ["output_dir=s3://bucket/demo", "tracking=null"]).tracking is None
     assert TrackingSection(uri="http://mlflow:5000").resolve_uri("s3://bucket/demo") == "http://mlflow:5000"
+
+
+def test_a_stage_run_alone_logs_itself_when_mlflow_tracking_uri_is_set(tmp_path, monkeypatch):
+    from mlflow.tracking import MlflowClient
+
+    from disranker.tracking import in_pipeline
+
+    uri = f"sqlite:///{tmp_path}/alone.db"
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    stage_folder(tmp_path, "quiet", "distill", {"best": {"ndcg@10": 0.5}})  # not asked: nothing is logged
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "alone")
+    folder, record = stage_folder(tmp_path, "distill", "distill", {"best": {"ndcg@10": 0.6}})
+    with in_pipeline():  # inside the main job its tracker logs the stage, not the stage itself
+        stage_folder(tmp_path, "inside", "distill", {"best": {"ndcg@10": 0.7}})
+
+    client = MlflowClient(uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("alone").experiment_id])
+    assert run.data.tags["stage"] == "distill" and run.data.tags["lineage_id"] == record["id"]
+    assert run.data.tags["output_dir"] == folder and "mlflow.parentRunId" not in run.data.tags
+    assert run.data.params["training.lr"] == "5e-05" and run.data.metrics["best.ndcg_at_10"] == 0.6

@@ -26,7 +26,7 @@ from disranker.pipeline.config import PipelineConfig, load_stage
 from disranker.pipeline.console import StageConsole, stage_console
 from disranker.student import train as student_train
 from disranker.teacher import train as teacher_train
-from disranker.tracking import Tracker
+from disranker.tracking import Tracker, in_pipeline
 
 TABLE_COLUMNS = ("pnr", "ndcg@10", "mrr@10", "latency_ms_per_pair", "n_queries", "n_preference_pairs")
 
@@ -60,6 +60,7 @@ class PipelineResult:
         return "\n".join(lines)
 
 
+@in_pipeline()  # the job's tracker logs its stages; they do not log themselves (tracking.log_stage_alone)
 def run(config: PipelineConfig) -> PipelineResult:
     config = dataclasses.replace(config, output_dir=io.absolute(config.output_dir))
     out = config.output_dir
