@@ -22,8 +22,9 @@ from disranker.testing.smoke import teacher_overrides
 pytestmark = pytest.mark.integration
 
 
-@pytest.mark.parametrize("preset", ["zero2", "zero3"])
-def test_zero_cpt_trains_checkpoints_and_exports(ray_start_2_cpus, smoke_inputs, tmp_path, preset):
+@pytest.mark.parametrize(("preset", "lora"), [("zero2", False), ("zero3", False), ("zero3", True)])
+def test_zero_cpt_trains_checkpoints_and_exports(ray_start_2_cpus, smoke_inputs, tmp_path, preset, lora):
+    """With LoRA under ZeRO-3 the gathered weights hold the adapters; the export merges them (models.lora)."""
     config = load_config(
         TeacherConfig,
         "jobs/configs/teacher_cpt_smoke.yaml",
@@ -34,6 +35,7 @@ def test_zero_cpt_trains_checkpoints_and_exports(ray_start_2_cpus, smoke_inputs,
             "training.epochs=6",
             "run.checkpoint_every_steps=3",  # a DeepSpeed checkpoint (each rank's partition) mid-run
             f"deepspeed.preset={preset}",
+            *(["model.lora={r: 4, alpha: 8, target_modules: [q_proj, v_proj]}"] if lora else []),
         ],
     )
     out = train.run(config)

@@ -13,7 +13,7 @@ import torch
 from torch import distributed as dist
 
 from disranker.models import precision
-from disranker.models.lora import exportable
+from disranker.models.lora import save_merged
 from disranker.teacher.config import TeacherConfig, deepspeed_preset_text
 from disranker.training.ddp import DDPBackend
 
@@ -54,7 +54,7 @@ class DeepSpeedBackend:
         # ZeRO-3 partitions the weights: gather one consolidated 16-bit state dict (a collective, every rank calls it).
         state_dict = self.engine._zero3_consolidated_16bit_state_dict() if self.zero3 else None
         if rank == 0:
-            exportable(self.module).save_pretrained(folder, state_dict=state_dict)
+            save_merged(self.module, folder, state_dict=state_dict)
             tokenizer.save_pretrained(folder)
 
 

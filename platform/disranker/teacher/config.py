@@ -105,8 +105,6 @@ class TeacherConfig:
     deepspeed: DeepSpeedSection | None = None  # None: plain DDP
 
     def validate(self) -> None:
-        if self.model.lora is not None and self.deepspeed is not None and self.deepspeed.preset == "zero3":
-            raise ConfigError("'model.lora' with the zero3 preset is not supported: use zero2 (or plain DDP)")
         for key in ("clicks",) if self.stage == "cpt" else ("train", "dev"):
             if not getattr(self.data, key):
                 raise ConfigError(f"'data.{key}' is required for stage {self.stage}")

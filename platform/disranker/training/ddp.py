@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from disranker.models import precision as precisions
-from disranker.models.lora import exportable
+from disranker.models.lora import save_merged
 
 
 class DDPBackend:
@@ -69,7 +69,7 @@ class DDPBackend:
 
     def export(self, folder: Path, tokenizer, rank: int) -> None:
         if rank == 0:
-            exportable(self.module).save_pretrained(folder)  # LoRA adapters merged (models.lora)
+            save_merged(self.module, folder)  # LoRA adapters merged (models.lora)
             tokenizer.save_pretrained(folder)
 
     def _stateful(self) -> dict:
