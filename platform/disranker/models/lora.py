@@ -52,11 +52,11 @@ def save_merged(module, folder, state_dict: dict | None = None) -> None:
     """Save ``module`` as an ordinary ``transformers`` folder; a peft model with its adapters merged into the weights.
 
     ``state_dict``: the weights to save when ``module`` does not hold them whole (ZeRO-3 gathers them on rank 0). The
-    merge is done on the state dict, W + (alpha / r) · B A for each adapted weight, rather than by peft's own merge:
-    that needs every weight in the module (not so under ZeRO-3) and either a copy of the model or a merge and unmerge
-    in place, which moves the frozen base weights by a rounding step at each export (7.5e-9 in float32 on the tiny
-    teacher; a whole bf16 step for a bf16 base). The training model keeps its adapters: the export runs at every kept
-    epoch."""
+    merge is done on the state dict, W + (alpha / r) · B A for each adapted weight (new tensors for those only), rather
+    than by peft's own merge: that needs every weight in the module (not so under ZeRO-3) and either a copy of the
+    whole model or a merge and unmerge in place, which moves the frozen base weights by a rounding step at each export
+    (7.5e-9 in float32 on the tiny teacher; a whole bf16 step for a bf16 base). The training model keeps its adapters:
+    the export runs at every kept epoch."""
     if not hasattr(module, "peft_config"):
         module.save_pretrained(folder, state_dict=state_dict)
         return
