@@ -5,7 +5,7 @@
 (b) ``replica_kill``: steady load on one replica; the replica's actor is killed: failed requests and the seconds until
     requests are answered again.
 (c) ``labeling``: the tiny demo pool (800 pairs) labeled by a tiny teacher three ways: a scoring actor killed (the
-    stage's ``DISRANKER_TEST_CRASH_ONCE`` hook), the driver SIGKILLed after its first shard and rerun, and a scorer
+    stage's ``FaultInjection(crash_scorer_once=…)``), the driver SIGKILLed after its first shard and rerun, and a scorer
     that fails transiently (the first call raises, row by row too; a backend subclass defined here): rows lost and
     rows duplicated after the rerun, which must both be 0.
 (d) ``teacher_kill``: tiny-teacher SFT with rank 0 failing after a step (``FaultInjection``) vs the same run
@@ -30,11 +30,11 @@ import numpy as np
 
 from disranker.config import load_config
 from disranker.data import demo, io
+from disranker.faults import FaultInjection
 from disranker.labeling import LabelConfig
 from disranker.labeling import pipeline as labeling
-from disranker.labeling.backends import CRASH_ONCE_ENV, TransformersScorer
+from disranker.labeling.backends import TransformersScorer
 from disranker.testing.tiny import build_tiny_scorer
-from disranker.training.loop import FaultInjection
 from fault_load import overload, replica_kill  # benchmarks/ is the script's folder, first on sys.path
 from process_peak import kill_tree
 
@@ -93,9 +93,8 @@ def labeling_faults(work: Path) -> dict:
     results = {}
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
-        os.environ[CRASH_ONCE_ENV] = str(work / "actor-crashed")
-        labeling.run(load_config(LabelConfig, overrides=label_overrides(pool, teacher, work / "actor_kill")))
-        del os.environ[CRASH_ONCE_ENV]
+        crash = FaultInjection(crash_scorer_once=str(work / "actor-crashed"))
+        labeling.run(load_config(LabelConfig, overrides=label_overrides(pool, teacher, work / "actor_kill")), crash)
         results["actor_killed"] = {
             "injected": (work / "actor-crashed").exists(),
             **exactly_once(pool, work / "actor_kill"),

@@ -3,7 +3,7 @@
 For each pool fraction (default 10 % and 100 %), in a fresh subprocess whose processes are sampled for RSS:
 
 1. labeling with 2 Ray Data actors and a small real teacher (the tiny Llama scorer of ``testing.tiny``, named in
-   the JSON). At the largest fraction one actor kills itself after its first call (``DISRANKER_TEST_CRASH_ONCE``),
+   the JSON). At the largest fraction one actor kills itself after its first call (``crash_scorer_once``),
    then the driver is SIGKILLed with its Ray once a fifth of the shards are written, and rerun to the end;
 2. distillation of a tiny BERT student from all those labels, 2 Ray Train workers, one epoch, the training table
    streamed through Ray Data; at the largest fraction worker 0 raises after a step (``FaultInjection``) and the run
@@ -31,8 +31,9 @@ import numpy as np
 
 from disranker.config import load_config, to_dict
 from disranker.data import demo, io
+from disranker.faults import FaultInjection
 from disranker.labeling import LabelConfig
-from disranker.labeling.backends import CRASH_ONCE_ENV, TransformersScorer
+from disranker.labeling.backends import TransformersScorer
 from disranker.models import precision
 from disranker.pipeline import samples
 from faults import exactly_once  # benchmarks/ is the script's folder, first on sys.path
@@ -61,7 +62,6 @@ def child(task: dict) -> dict:
     """One fraction's stages (runs in the measured subprocess)."""
     from disranker.student import train as student_train
     from disranker.student.config import DistillConfig
-    from disranker.training.loop import FaultInjection
 
     labels, seconds = Path(task["labels"]), {}
     command = [sys.executable, "-m", "jobs.label", "--config", "jobs/configs/label.yaml",
@@ -69,7 +69,7 @@ def child(task: dict) -> dict:
     started = time.perf_counter()
     faults = {}
     if task["faults"]:
-        env = {**os.environ, CRASH_ONCE_ENV: str(labels.parent / "actor-crashed")}
+        env = {**os.environ, **FaultInjection(crash_scorer_once=str(labels.parent / "actor-crashed")).env()}
         process = subprocess.Popen(command, cwd=REPO, env=env, start_new_session=True,
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
         want = max(1, task["shards"] // 5)

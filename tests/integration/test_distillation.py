@@ -16,12 +16,12 @@ from disranker import lineage
 from disranker.config import load_config
 from disranker.data import io
 from disranker.evaluation.metrics import pnr
+from disranker.faults import FaultInjection
 from disranker.models.loading import load_student, score_pairs_student
 from disranker.models.text import pair_texts
 from disranker.student import train
 from disranker.student.config import DistillConfig
 from disranker.testing.tiny import build_tiny_student
-from disranker.training.loop import FaultInjection
 
 pytestmark = pytest.mark.integration
 FILLER = "the a dog cat tree water house book road city".split()

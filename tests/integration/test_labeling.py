@@ -11,8 +11,8 @@ import pytest
 
 from disranker.config import ConfigError, load_config
 from disranker.data import io
+from disranker.faults import FaultInjection
 from disranker.labeling import LabelConfig, run
-from disranker.labeling.backends import CRASH_ONCE_ENV
 from disranker.models.text import pair_texts
 from disranker.testing.tiny import build_tiny_scorer
 
@@ -149,10 +149,9 @@ def test_restart_after_driver_crash_completes_the_rest(first_run, pool, teacher,
     np.testing.assert_allclose(after["teacher_score"].to_numpy(), before["teacher_score"].to_numpy(), rtol=1e-5)
 
 
-def test_killed_scoring_actor_still_labels_every_row_once(ray_start_2_cpus, pool, teacher, tmp_path, monkeypatch):
+def test_killed_scoring_actor_still_labels_every_row_once(ray_start_2_cpus, pool, teacher, tmp_path):
     marker = tmp_path / "actor-crashed"
-    monkeypatch.setenv(CRASH_ONCE_ENV, str(marker))
-    run(_config(pool, teacher, tmp_path / "labels"))
+    run(_config(pool, teacher, tmp_path / "labels"), FaultInjection(crash_scorer_once=str(marker)))
     assert marker.exists(), "the fault was never injected"
     labels, rejected = _check_exactly_once(tmp_path / "labels")
     assert (labels.num_rows, rejected.num_rows) == (ROWS - 3, 3)

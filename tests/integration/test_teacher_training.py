@@ -10,12 +10,12 @@ from disranker import lineage
 from disranker.config import load_config
 from disranker.data import io
 from disranker.evaluation import metrics
+from disranker.faults import FaultInjection
 from disranker.models.loading import load_teacher_lm, load_teacher_scorer, score_pairs_teacher
 from disranker.models.text import pair_texts
 from disranker.teacher import train
 from disranker.teacher.config import TeacherConfig
 from disranker.testing import smoke
-from disranker.training.loop import FaultInjection
 
 pytestmark = pytest.mark.integration
 

@@ -12,8 +12,9 @@ import pytest
 import ray.train
 import torch
 
+from disranker.faults import FaultInjection
 from disranker.training import loop
-from disranker.training.loop import FaultInjection, LoopSettings, run_loop
+from disranker.training.loop import LoopSettings, run_loop
 
 
 class CountingTask:

@@ -14,10 +14,10 @@ the rows it fails on are rejected (with the error as reason) and the job goes on
 A rerun scores the shards holding such rows again (the failure may have been transient); validation rejections are
 final.
 
-Test hook: with ``DISRANKER_TEST_CRASH_ONCE=<path>`` in the driver's environment (the pipeline forwards it to the
-actors), the first actor to finish a call creates ``<path>`` and kills its own process before returning, as an
-out-of-memory kill would. Ray restarts the actor (``scoring.max_restarts``) and retries the lost call on it
-(``scoring.max_task_retries``), so the run must still end with every row exactly once.
+Test hook: a ``disranker.faults.FaultInjection`` with ``crash_scorer_once`` in the actor's environment (the pipeline
+puts it there) makes the first actor to finish a call kill its own process before returning, as an out-of-memory kill
+would. Ray restarts the actor (``scoring.max_restarts``) and retries the lost call on it (``scoring.max_task_retries``),
+so the run must still end with every row exactly once.
 """
 
 from __future__ import annotations
@@ -32,10 +32,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from disranker.data import schemas
+from disranker.faults import FaultInjection
 from disranker.labeling.shards import SCORER_REASONS
 from disranker.models import precision
-
-CRASH_ONCE_ENV = "DISRANKER_TEST_CRASH_ONCE"
 
 
 class TeacherScorer(ABC):
@@ -43,6 +42,7 @@ class TeacherScorer(ABC):
 
     def __init__(self, teacher: dict, scoring: dict, use_gpu: bool) -> None:
         self.teacher, self.scoring, self.use_gpu = teacher, scoring, use_gpu
+        self.fault = FaultInjection.from_env()  # a test's, set by the pipeline; None in production
 
     @abstractmethod
     def score(self, queries: Sequence[str], titles: Sequence[str], summaries: Sequence[str]) -> np.ndarray:
@@ -60,7 +60,8 @@ class TeacherScorer(ABC):
             row = int(todo[position])
             reasons[row] = error
             records[row] = json.dumps({name: batch[name][row].as_py() for name in schemas.POOL.names})
-        _crash_once_if_asked()
+        if self.fault is not None:
+            self.fault.crash_scorer_if_first()
         return (
             batch.set_column(batch.schema.get_field_index("_reason"), "_reason", pa.array(reasons, pa.string()))
             .set_column(batch.schema.get_field_index("_record"), "_record", pa.array(records, pa.string()))
@@ -84,17 +85,6 @@ class TeacherScorer(ABC):
         for i in np.flatnonzero(~np.isfinite(scores)).tolist():
             errors.setdefault(i, f"{SCORER_REASONS[1]}{scores[i]} is not finite")
         return scores, errors
-
-
-def _crash_once_if_asked() -> None:
-    marker = os.environ.get(CRASH_ONCE_ENV)
-    if not marker:
-        return
-    try:
-        os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))  # only the first caller anywhere gets here
-    except FileExistsError:
-        return
-    os._exit(1)
 
 
 class TransformersScorer(TeacherScorer):

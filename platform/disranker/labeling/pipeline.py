@@ -16,15 +16,15 @@ import dataclasses
 import hashlib
 import json
 import logging
-import os
 import time
 
 from disranker import lineage
 from disranker.config import ConfigError, to_dict
 from disranker.data import io
+from disranker.faults import FaultInjection, given_or_from_env
 from disranker.labeling import output_claim, precision_check
 from disranker.labeling import shards as shard_plan
-from disranker.labeling.backends import BACKENDS, CRASH_ONCE_ENV
+from disranker.labeling.backends import BACKENDS
 from disranker.labeling.config import LabelConfig
 from disranker.runtime import ensure_ray
 
@@ -34,8 +34,10 @@ STAGE = "label"
 READ_CPUS = 0.25  # a read + validate task; actors must leave at least this much CPU free (docs/operations.md)
 
 
-def run(config: LabelConfig) -> str:
-    """Label every pool row not yet in a complete shard; returns ``config.output_dir``."""
+def run(config: LabelConfig, fault: FaultInjection | None = None) -> str:
+    """Label every pool row not yet in a complete shard; returns ``config.output_dir``. ``fault``: a test's
+    failure injection (``disranker.faults``; else the one in the environment, if any)."""
+    fault = given_or_from_env(fault)
     config = io.with_absolute_paths(config, ("pool", "output_dir"), model_specs=("teacher.spec",))
     _check_teacher_head(config.teacher.spec)
     teacher_id = teacher_identity(config.teacher.spec, config.teacher.id)
@@ -59,7 +61,7 @@ def run(config: LabelConfig) -> str:
         # used, so shards scored in bf16 on one machine are never completed in fp32 on another.
         config, precision_used = precision_check.decide(config, shards[0] if shards else None)
         output_claim.claim_output(config.output_dir, {**plan, "precision_used": precision_used["used"]}, config.relabel)
-        metrics = _label_missing(config, shards, teacher_id, refresh_lock)
+        metrics = _label_missing(config, shards, teacher_id, refresh_lock, fault)
         metrics["precision"] = precision_used
         metrics["summary"] = summary_line(metrics)
         # A run that kept rows the teacher failed on is recorded under another id: the next run is not skipped (it
@@ -73,7 +75,9 @@ def run(config: LabelConfig) -> str:
     return config.output_dir
 
 
-def _label_missing(config: LabelConfig, shards: list[shard_plan.Shard], teacher_id: str, refresh_lock) -> dict:
+def _label_missing(
+    config: LabelConfig, shards: list[shard_plan.Shard], teacher_id: str, refresh_lock, fault: FaultInjection | None
+) -> dict:
     """Score the shards not yet complete (those with scorer failures again), check the whole, return the metrics."""
     shard_plan.remove_partial_files(config.output_dir)  # the lock says no other write is in flight now
     names = {shard.name for shard in shards}
@@ -85,7 +89,7 @@ def _label_missing(config: LabelConfig, shards: list[shard_plan.Shard], teacher_
     pending = [shard for shard in shards if shard.name not in done]
     started = time.perf_counter()
     if pending:
-        _label(pending, config, teacher_id, refresh_lock)
+        _label(pending, config, teacher_id, refresh_lock, fault)
     wall = time.perf_counter() - started
 
     counts = shard_plan.count_rows(config.output_dir, names)
@@ -126,7 +130,9 @@ def summary_line(metrics: dict) -> str:
     )
 
 
-def _label(pending: list[shard_plan.Shard], config: LabelConfig, teacher_id: str, refresh_lock) -> None:
+def _label(
+    pending: list[shard_plan.Shard], config: LabelConfig, teacher_id: str, refresh_lock, fault: FaultInjection | None
+) -> None:
     import ray
 
     scaling = config.scaling
@@ -136,8 +142,8 @@ def _label(pending: list[shard_plan.Shard], config: LabelConfig, teacher_id: str
     remote_args = {"max_restarts": config.scoring.max_restarts, "max_task_retries": config.scoring.max_task_retries}
     if scaling.resources_per_worker:
         remote_args["resources"] = scaling.resources_per_worker
-    if os.environ.get(CRASH_ONCE_ENV):  # the test hook of labeling.backends, forwarded to the actors
-        remote_args["runtime_env"] = {"env_vars": {CRASH_ONCE_ENV: os.environ[CRASH_ONCE_ENV]}}
+    if fault is not None:  # a test's failure injection reaches the actors through their environment
+        remote_args["runtime_env"] = {"env_vars": fault.env()}
     gpus = (1.0 if scaling.gpus_per_worker is None else scaling.gpus_per_worker) if scaling.use_gpu else None
 
     parts = [part for shard in pending for part in shard.parts(config.scoring.rows_per_call)]

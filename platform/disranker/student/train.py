@@ -20,6 +20,7 @@ from disranker.config import from_dict
 from disranker.data import io
 from disranker.data.validate import validate_table
 from disranker.evaluation.metrics import evaluate_rankings
+from disranker.faults import FaultInjection
 from disranker.models.loading import load_student, score_pairs_student
 from disranker.models.text import pair_texts
 from disranker.runtime import ensure_ray
@@ -27,7 +28,7 @@ from disranker.student import losses
 from disranker.student.config import DistillConfig, LossSection
 from disranker.student.data import StreamedGroups, check_labeling_finished, training_table
 from disranker.training.groups import group_shards, shard_datasets, write_groups
-from disranker.training.loop import BackendTask, FaultInjection, LoopSettings, run_loop, score_in_slices
+from disranker.training.loop import BackendTask, LoopSettings, run_loop, score_in_slices
 from disranker.training.runner import StageRun, fault_of
 
 STAGE = "distill"

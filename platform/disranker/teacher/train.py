@@ -18,12 +18,13 @@ import torch
 from disranker import lineage
 from disranker.config import from_dict
 from disranker.data import io
+from disranker.faults import FaultInjection
 from disranker.models.lora import parameter_counts, with_lora
 from disranker.models.packing import PackedRows, packed_scores, packing_unsupported_reason
 from disranker.teacher import data, dev_scoring
 from disranker.teacher.config import TeacherConfig
 from disranker.teacher.losses import rank_loss
-from disranker.training.loop import BackendTask, FaultInjection, LoopSettings, run_loop
+from disranker.training.loop import BackendTask, LoopSettings, run_loop
 from disranker.training.runner import StageRun, fault_of
 
 PACKED_KEYS = ("input_ids", "position_ids", "attention_mask", "eos_index")

@@ -1,4 +1,3 @@
 """Scaffolding for tests, smoke runs and benchmarks: tiny models built from a config (``tiny``) and the smoke inputs
 (``smoke``: the tiny corpus, tiny models and tiny labels that the ``*_smoke.yaml`` configs read). No production stage
-imports this package; failure injection for tests is ``training.loop.FaultInjection`` (training) and
-``labeling.backends.CRASH_ONCE_ENV`` (a labeling actor)."""
+imports this package; failure injection for tests is ``disranker.faults.FaultInjection``, the hook the stages read."""

@@ -11,7 +11,8 @@ owns everything the stages have in common:
   checkpoint that closes an epoch already holds that epoch's dev result and best export;
 - keep-best: a dev pass that beats the best ``select_metric`` so far exports the model (``export/``); without a dev
   split the export is the final model;
-- failure injection for tests (``FaultInjection``): one rank raises once, after a given step, to exercise the resume.
+- failure injection for tests (``disranker.faults.FaultInjection``): one rank raises once, after a given step, to
+  exercise the resume, and every step's example ids traced.
 
 Checkpoint layout: ``progress.json`` (rank 0), the task's state files, ``export/`` (rank 0, once there is one).
 """
@@ -30,28 +31,10 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from disranker.faults import FaultInjection
+
 PROGRESS = "progress.json"
 EXPORT = "export"
-
-
-@dataclass(frozen=True)
-class FaultInjection:
-    """Test hook: worker ``rank`` raises after optimizer step ``after_step`` in an attempt that restored no checkpoint,
-    so Ray Train restarts the workers and they resume (the step must come after the first checkpoint); with
-    ``in_dev_pass``, inside the first dev pass at or after that step instead (scored, not yet checkpointed). With
-    ``trace_dir``, every worker appends one JSON line per step to ``trace_dir/rank-<r>.jsonl``: the ids of the
-    examples the step trained on (batches with an ``ids`` attribute) and the step the attempt resumed from, so a test
-    can count what the final model saw."""
-
-    after_step: int | None = None
-    in_dev_pass: bool = False
-    rank: int = 0
-    trace_dir: str | None = None
-
-    def fires(self, step: int, rank: int, resumed: bool, in_dev_pass: bool) -> bool:
-        if resumed or rank != self.rank or self.after_step is None or in_dev_pass != self.in_dev_pass:
-            return False
-        return step >= self.after_step if in_dev_pass else step == self.after_step
 
 
 @dataclass(frozen=True)

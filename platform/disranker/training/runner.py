@@ -27,8 +27,9 @@ import pyarrow.fs as pafs
 from disranker import lineage
 from disranker.config import ConfigError, to_dict
 from disranker.data import io
+from disranker.faults import FaultInjection, given_or_from_env
 from disranker.runtime import RunSection, ScalingSection, ensure_ray
-from disranker.training.loop import EXPORT, PROGRESS, FaultInjection
+from disranker.training.loop import EXPORT, PROGRESS
 
 
 class StageRun:
@@ -66,7 +67,9 @@ class StageRun:
         loop_data: dict | None = None,
     ) -> dict:
         """Train, copy the export to ``output_dir``, write its record; returns the record's metrics. ``datasets``
-        (Ray Datasets) reach the workers through ``dataset_config``; ``loop_data`` is passed to them as it is."""
+        (Ray Datasets) reach the workers through ``dataset_config``; ``loop_data`` is passed to them as it is.
+        ``fault``: a test's failure injection (``disranker.faults``; else the one in the environment, if any)."""
+        fault = given_or_from_env(fault)
         if fault is not None and fault.after_step is not None and fault.after_step <= run.checkpoint_every_steps:
             raise ValueError("FaultInjection.after_step must exceed run.checkpoint_every_steps, so the resume skips it")
         from ray.train import CheckpointConfig, FailureConfig, RunConfig
