@@ -92,6 +92,12 @@ def parquet_files(uri: str | Path) -> list[str]:
     return shards
 
 
+def parquet_rows(uri: str | Path) -> int:
+    """The rows of the table at ``uri``, from its files' footers (no data read)."""
+    fs, _ = resolve(uri)
+    return sum(pq.read_metadata(path, filesystem=fs).num_rows for path in parquet_files(uri))
+
+
 def _hidden(relative: str) -> bool:
     """Temporary (``.tmp-*``) and bookkeeping (``_SUCCESS``-style) files are not shards, at any depth."""
     return any(part.startswith((".", "_")) for part in relative.split("/") if part)

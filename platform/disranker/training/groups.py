@@ -110,16 +110,13 @@ def write_groups(uri: str, contract: str, target_column: str, out: str) -> Group
     """Group ``uri`` (a labels or judgments table, file or folder) into ``out``, or reuse ``out`` when a finished
     write of the same files (names, sizes, modification times) is there: a retried run skips the grouping, an input
     rewritten in place is grouped again."""
-    import ray.data
-
     done, source = io.join(out, DONE), _signature(uri)
     if io.exists(done):
         record = io.read_json(done)
         if record["source"] == source and record.get("layout") == LAYOUT:
             return Groups(**record["groups"])
-    fs, path = io.resolve(uri)
-    dataset = ray.data.read_parquet(path, filesystem=fs)
-    rows_in = dataset.count()  # from the files' metadata: queries with no valid row are counted too
+    dataset = _files_dataset(uri)
+    rows_in = io.parquet_rows(uri)  # from the files' metadata: queries with no valid row are counted too
     grouped = dataset.groupby("query_id").map_groups(
         to_group_rows, fn_kwargs={"contract": contract, "target_column": target_column}, batch_format="pyarrow"
     )
@@ -148,16 +145,23 @@ def _signature(uri: str) -> list[list]:
 
 
 def shard_datasets(groups: Groups) -> dict:
-    """The Ray Datasets a trainer is given (``datasets=``): the group table as ``train``, one block per file.
+    """The Ray Datasets a trainer is given (``datasets=``): the group table as ``train``, one block per file."""
+    return {"train": _files_dataset(groups.uri)}
+
+
+def _files_dataset(uri: str):
+    """``uri``'s Parquet files as a Ray Dataset, one read task (and block) per file.
 
     Why not ``ray.data.read_parquet``: its file-listing and read operators do not start with less than a whole CPU
-    free beside the workers (seen on Ray 2.60, docs/operations.md); a task per file at ``INGEST_CPUS`` does."""
+    free beside the workers (seen on Ray 2.60, docs/operations.md), and its read tasks' own memory grew with the number
+    of files (1.17 GiB private at 63 label files vs 0.35 GiB at 7, benchmarks/scale.py); a task per file at
+    ``INGEST_CPUS`` reads one file."""
     import ray.data
 
-    items = [{"file": file} for file in io.parquet_files(groups.uri)]
+    items = [{"file": file} for file in io.parquet_files(uri)]
     dataset = ray.data.from_items(items, override_num_blocks=len(items))
-    read = {"fn_kwargs": {"uri": groups.uri}, "batch_size": 1, "batch_format": "pyarrow", "num_cpus": INGEST_CPUS}
-    return {"train": dataset.map_batches(_read_file, **read)}
+    read = {"fn_kwargs": {"uri": uri}, "batch_size": 1, "batch_format": "pyarrow", "num_cpus": INGEST_CPUS}
+    return dataset.map_batches(_read_file, **read)
 
 
 def _read_file(batch: pa.Table, uri: str) -> pa.Table:
