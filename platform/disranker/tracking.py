@@ -128,6 +128,7 @@ def log_stage_alone(folder: str) -> str | None:
     section = TrackingSection(uri=uri, experiment=os.environ.get("MLFLOW_EXPERIMENT_NAME") or "disranker")
     return Tracker(section, folder, params=None).log_stage(lineage.stage_of(record), folder)
 
+
 def flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
     """``{"training": {"lr": 1e-4}}`` → ``{"training.lr": 1e-4}``; lists stay whole values."""
     out: dict[str, Any] = {}
