@@ -106,15 +106,7 @@ class TransformersScorer(TeacherScorer):
         from disranker.models.prefix_scoring import score_pairs_teacher_shared_prefix
 
         scorer = score_pairs_teacher_shared_prefix if self.scoring["share_query_prompt"] else score_pairs_teacher
-        return scorer(
-            self.model,
-            self.tokenizer,
-            queries,
-            titles,
-            summaries,
-            batch_size=self.teacher["batch_size"],
-            max_length=self.teacher["max_length"],
-        )
+        return _score_with(scorer, self, queries, titles, summaries)
 
 
 class StudentScorer(TeacherScorer):
@@ -134,15 +126,14 @@ class StudentScorer(TeacherScorer):
     def score(self, queries, titles, summaries) -> np.ndarray:
         from disranker.models.loading import score_pairs_student
 
-        return score_pairs_student(
-            self.model,
-            self.tokenizer,
-            queries,
-            titles,
-            summaries,
-            batch_size=self.teacher["batch_size"],
-            max_length=self.teacher["max_length"],
-        )
+        return _score_with(score_pairs_student, self, queries, titles, summaries)
+
+
+def _score_with(score_pairs, backend: TeacherScorer, queries, titles, summaries) -> np.ndarray:
+    """A ``models.loading``-style scoring function run on ``backend``'s model at its batch size and length."""
+    teacher = backend.teacher
+    return score_pairs(backend.model, backend.tokenizer, queries, titles, summaries,
+                       batch_size=teacher["batch_size"], max_length=teacher["max_length"])  # fmt: skip
 
 
 class VllmScorer(TeacherScorer):

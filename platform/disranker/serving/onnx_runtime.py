@@ -116,15 +116,7 @@ class OnnxScorer(PairScorer):
     session: Any
 
     def score(self, queries: Sequence[str], titles: Sequence[str], summaries: Sequence[str]) -> np.ndarray:
-        return score_pairs_onnx(
-            self.session,
-            self.tokenizer,
-            queries,
-            titles,
-            summaries,
-            batch_size=self.forward_batch_size,
-            max_length=self.max_length,
-        )
+        return self._score_with(score_pairs_onnx, self.session, queries, titles, summaries)
 
 
 def _fall_back(scorer: PairScorer, report: dict, reason: str) -> PairScorer:

@@ -65,6 +65,11 @@ class PairScorer(ABC):
     def score(self, queries: Sequence[str], titles: Sequence[str], summaries: Sequence[str]) -> np.ndarray:
         """Raw logits (float32), one per pair, in input order."""
 
+    def _score_with(self, score_pairs, runner, queries, titles, summaries) -> np.ndarray:
+        """A ``models.loading``-style scoring function on ``runner`` (a module or a session) at this scorer's sizes."""
+        return score_pairs(runner, self.tokenizer, queries, titles, summaries,
+                           batch_size=self.forward_batch_size, max_length=self.max_length)  # fmt: skip
+
 
 @dataclass(kw_only=True)
 class TorchScorer(PairScorer):
@@ -95,12 +100,4 @@ class TorchScorer(PairScorer):
         )
 
     def score(self, queries: Sequence[str], titles: Sequence[str], summaries: Sequence[str]) -> np.ndarray:
-        return score_pairs_student(
-            self.model,
-            self.tokenizer,
-            queries,
-            titles,
-            summaries,
-            batch_size=self.forward_batch_size,
-            max_length=self.max_length,
-        )
+        return self._score_with(score_pairs_student, self.model, queries, titles, summaries)
