@@ -21,7 +21,12 @@ from results_platform import (
     scale,
     serve_load,
 )
-from results_teacher import gpu_checks, teacher_lora, teacher_speed  # benchmarks/ is first on sys.path
+from results_teacher import (  # benchmarks/ is first on sys.path
+    gpu_checks,
+    teacher_lora,
+    teacher_lora_cuda,
+    teacher_speed,
+)
 
 RESULTS = Path("benchmarks/results")
 
@@ -159,6 +164,7 @@ SECTIONS = {
     "teacher_speed.json": teacher_speed,
     "gpu_checks.json": gpu_checks,
     "teacher_lora.json": teacher_lora,
+    "teacher_lora_cuda.json": teacher_lora_cuda,
     "quality_study.json": quality_study,
     "distill_ablation.json": distill_ablation,
     "labeling.json": labeling,

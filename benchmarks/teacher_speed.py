@@ -12,6 +12,8 @@ second, token positions run per step (padding included), the matmul FLOPs of a s
 On a CUDA machine (``--device cuda``) the same modes run with bf16 autocast on the GPU. Where the weights cannot travel
 (the lent GPU machine takes 64 MiB), ``--random-init`` trains a seeded random-weight model of the same architecture
 and tokenizer instead: a step's speed and the packed/plain equality do not depend on the weights' values.
+``--lora`` trains LoRA adapters (``models.lora`` defaults: r 16 on every projection) and the score head, as the SFT
+stage's ``model.lora: {}`` does, to compare step time and peak GPU memory with full fine-tuning.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import torch
 from disranker.data import demo, io
 from disranker.models import precision
 from disranker.models.loading import load_teacher_scorer
+from disranker.models.lora import LoraSection, with_lora
 from disranker.models.packing import PackedRows, packed_scores
 from disranker.teacher import data
 from disranker.teacher.losses import rank_loss
@@ -93,18 +96,21 @@ def run_mode(args, mode: str, groups: list) -> dict:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         model, tokenizer = load_teacher_scorer(args.model)
+        if args.lora:
+            model = with_lora(model, LoraSection(), scorer=True)
     model.to(device).train()
+    trainable = [p for p in model.parameters() if p.requires_grad]
     if device.type == "cuda":
         torch.cuda.empty_cache()  # the previous mode's model and optimizer are gone: measure this one's peak alone
         torch.cuda.reset_peak_memory_stats()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, fused=optimizer_kind != ["foreach"])
+    optimizer = torch.optim.AdamW(trainable, lr=args.lr, fused=optimizer_kind != ["foreach"])
     prepared = [to_device(batch, device) for batch in batches(groups, tokenizer, layout, args)]
     losses, seconds = [], []
     for i, batch in enumerate(prepared[: args.warmup + args.steps]):
         started = time.perf_counter()
         loss = loss_of(model, batch, mode_precision, device.type)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(trainable, 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         if device.type == "cuda":  # kernels run asynchronously: the step ends when the GPU is done
@@ -126,6 +132,7 @@ def run_mode(args, mode: str, groups: list) -> dict:
         "gflop_per_step": flops / len(timed) / 1e9,
         "gflop_per_s": flops / sum(seconds) / 1e9,
         "losses": losses,
+        "trainable_params": sum(p.numel() for p in trainable),
         "peak_gpu_mib": torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else None,
     }
 
@@ -146,6 +153,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lr", type=float, default=3e-5)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
+    parser.add_argument("--lora", action="store_true", help="train LoRA adapters and the score head only")
     parser.add_argument("--out", default="benchmarks/results/teacher_speed.json")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
