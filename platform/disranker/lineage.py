@@ -53,9 +53,6 @@ def write_lineage(
         "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
     io.write_json(record, io.join(output_dir, FILENAME))
-    from disranker import tracking  # here, not at the top: tracking reads records through this module
-
-    tracking.log_stage_alone(output_dir)  # a stage run alone, when MLFLOW_TRACKING_URI asks for it
     return record
 
 

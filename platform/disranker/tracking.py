@@ -13,9 +13,9 @@ file beside the outputs, ``<output_dir>/mlflow.db``:
 A team server is ``tracking.uri: http://mlflow.internal:5000``; ``tracking: null`` turns tracking off.
 
 A stage run alone (its CLI command or job, e.g. ``disranker distill``) logs itself as one run, without a parent, when
-MLflow's own ``MLFLOW_TRACKING_URI`` is set (``MLFLOW_EXPERIMENT_NAME`` names the experiment; default disranker):
-``lineage.write_lineage`` hands every finished record to ``log_stage_alone``. Inside the main job the pipeline's
-tracker logs the stages instead (``in_pipeline``), so a stage is never logged twice.
+MLflow's own ``MLFLOW_TRACKING_URI`` is set (``MLFLOW_EXPERIMENT_NAME`` names the experiment; default disranker): each
+stage (training runner, labeling, comparison, evaluation) hands its finished record to ``log_stage_alone``. Inside the
+main job the pipeline's tracker logs the stages instead (``in_pipeline``), so a stage is never logged twice.
 """
 
 from __future__ import annotations

@@ -76,16 +76,19 @@ def test_a_uri_output_folder_needs_a_tracking_server():
 def test_a_stage_run_alone_logs_itself_when_mlflow_tracking_uri_is_set(tmp_path, monkeypatch):
     from mlflow.tracking import MlflowClient
 
-    from disranker.tracking import in_pipeline
+    from disranker.tracking import in_pipeline, log_stage_alone
 
     uri = f"sqlite:///{tmp_path}/alone.db"
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    stage_folder(tmp_path, "quiet", "distill", {"best": {"ndcg@10": 0.5}})  # not asked: nothing is logged
+    quiet, _ = stage_folder(tmp_path, "quiet", "distill", {"best": {"ndcg@10": 0.5}})
+    assert log_stage_alone(quiet) is None  # not asked: nothing is logged
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "alone")
     folder, record = stage_folder(tmp_path, "distill", "distill", {"best": {"ndcg@10": 0.6}})
+    assert log_stage_alone(folder) is not None
+    inside, _ = stage_folder(tmp_path, "inside", "distill", {"best": {"ndcg@10": 0.7}})
     with in_pipeline():  # inside the main job its tracker logs the stage, not the stage itself
-        stage_folder(tmp_path, "inside", "distill", {"best": {"ndcg@10": 0.7}})
+        assert log_stage_alone(inside) is None
 
     client = MlflowClient(uri)
     (run,) = client.search_runs([client.get_experiment_by_name("alone").experiment_id])

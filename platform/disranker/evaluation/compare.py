@@ -27,7 +27,7 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from disranker import lineage
+from disranker import lineage, tracking
 from disranker.config import ConfigError, to_dict
 from disranker.data import io, schemas
 from disranker.data.schemas import SCORES
@@ -134,6 +134,7 @@ def run(config: CompareConfig) -> str:
     figure = build_report(metrics, scores, {e.name: e.kind for e in config.models}, curves)
     save_report(figure, io.join(config.output_dir, "report.png"))
     lineage.write_lineage(config.output_dir, STAGE, to_dict(config), parents=parents, metrics=metrics)
+    tracking.log_stage_alone(config.output_dir)
     return config.output_dir
 
 

@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from disranker import lineage
+from disranker import lineage, tracking
 from disranker.config import ConfigError, to_dict
 from disranker.data import io, schemas
 from disranker.data.trec import write_trec_run
@@ -56,6 +56,7 @@ def run(config: EvaluateConfig) -> Evaluation:
         io.write_table(result.rejected, io.join(out, "rejected.parquet"))
         write_trec_run(result.scores, io.join(out, f"{result.metrics['model']}.run"))
         lineage.write_lineage(out, "evaluate", to_dict(config), metrics=result.metrics)
+        tracking.log_stage_alone(out)
     return result
 
 

@@ -18,7 +18,7 @@ import json
 import logging
 import time
 
-from disranker import lineage
+from disranker import lineage, tracking
 from disranker.config import ConfigError, to_dict
 from disranker.data import io
 from disranker.faults import FaultInjection, given_or_from_env
@@ -71,6 +71,7 @@ def run(config: LabelConfig, fault: FaultInjection | None = None) -> str:
             config.output_dir, STAGE, to_dict(asked), parents=parents, fingerprint=fingerprint + partial,
             metrics=metrics,
         )  # fmt: skip
+        tracking.log_stage_alone(config.output_dir)
     logger.info(metrics["summary"])
     return config.output_dir
 

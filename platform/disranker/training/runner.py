@@ -24,7 +24,7 @@ from typing import Any
 
 import pyarrow.fs as pafs
 
-from disranker import lineage
+from disranker import lineage, tracking
 from disranker.config import ConfigError, to_dict
 from disranker.data import io
 from disranker.faults import FaultInjection, given_or_from_env
@@ -107,6 +107,7 @@ class StageRun:
             pafs.copy_files(str(Path(folder) / EXPORT), out, destination_filesystem=fs)
         metrics = progress | {"wall_s": round(time.perf_counter() - started, 1)} | (extra_metrics or {})
         lineage.write_lineage(self.output_dir, self.stage, to_dict(self.config), parents=self.parents, metrics=metrics)
+        tracking.log_stage_alone(self.output_dir)
         return metrics
 
 
