@@ -3,11 +3,13 @@
 A ranking loss compares documents of one query, so the unit of training data is a query, not a row. ``write_groups``
 turns a judgments or labels table into one row per query, its documents as list columns, validated query by query
 against the table's contract (all of a query's rows meet in one group, so duplicates are found too), and writes it
-once per run as Parquet through Ray Data's groupby: no process ever holds the whole input. Each group row carries
-``key``, a stable 63-bit hash of its query id. ``GroupShards``, a Ray Train ``DataConfig``, hands worker ``r`` the rows
-with ``key % world_size == r`` (and, with ``max_queries``, only the queries of smallest key), read in file order with
-``preserve_order``: a worker's stream is the same in every attempt, so the workers can cut, shuffle and batch it
-deterministically from seed and epoch (``student.data``) and a resumed epoch can skip exactly what it trained on.
+once per run as Parquet in two passes of Ray tasks: each input file is split into buckets by query key, then each
+bucket becomes one group file. A task holds one input file or one bucket, so no process's memory grows with the table.
+Each group row carries ``key``, a stable 63-bit hash of its query id. ``GroupShards``, a Ray Train ``DataConfig``, hands
+worker ``r`` the rows with ``key % world_size == r`` (and, with ``max_queries``, only the queries of smallest key), read
+in file order with ``preserve_order``: a worker's stream is the same in every attempt, so the workers can cut, shuffle
+and batch it deterministically from seed and epoch (``student.data``) and a resumed epoch can skip exactly what it
+trained on.
 """
 
 from __future__ import annotations
@@ -24,11 +26,16 @@ from disranker.data.validate import validate_table
 
 DONE = "_groups.json"  # written last: a folder without it is an interrupted write and is written again
 # The group rows' layout; a finished write of another layout is written again. 2: ``n_docs``, so that planning reads
-# two integers per query instead of every title (the driver's memory no longer grows with the table).
-LAYOUT = 2
+# two integers per query instead of every title (the driver's memory no longer grows with the table). 3: one group
+# file per bucket of ``ROWS_PER_BUCKET`` input rows, its queries in id order.
+LAYOUT = 3
 # CPUs of one read-and-filter task feeding the workers. Ray Data schedules nothing (not even a 0-CPU task) while the
 # Train workers hold every CPU, so a run must leave this much free (checked in ``runner.StageRun.fit``).
 INGEST_CPUS = 0.25
+# Input rows per bucket of the grouping step, so one group file per this many rows. Why not Ray Data's
+# ``groupby().map_groups()``: its hash-shuffle tasks grew with the table (map tasks 3x the private memory at 1.26 M rows
+# as at 126 k, benchmarks/scale.py), and its group files grew with it too, and so did every task that read one.
+ROWS_PER_BUCKET = 20_000
 
 
 def group_schema(target_column: str) -> pa.Schema:
@@ -46,25 +53,27 @@ def group_schema(target_column: str) -> pa.Schema:
 
 
 def to_group_rows(rows: pa.Table, contract: str, target_column: str) -> pa.Table:
-    """One query's input rows (a Ray Data group) as one group row, its valid documents ordered by doc_id; no row when
-    none is valid. A table holding several queries (a null query id groups them) gives one row per query."""
-    schema = group_schema(target_column)
-    valid = validate_table(rows, contract).valid
-    out = []
-    for query_id in dict.fromkeys(valid["query_id"].to_pylist()):
-        docs = valid.filter(pc.equal(valid["query_id"], query_id)).sort_by("doc_id")
-        out.append(
-            {
-                "query_id": query_id,
-                "key": int(stable_keys([query_id])[0]),
-                "n_docs": docs.num_rows,
-                "query": docs["query"][0].as_py(),
-                "titles": docs["title"].to_pylist(),
-                "summaries": docs["summary"].to_pylist(),
-                target_column: docs[target_column].cast(pa.float32()).to_pylist(),
-            }
-        )
-    return pa.Table.from_pylist(out, schema=schema)
+    """The valid rows of ``rows`` as one group row per query (in query id order), each query's documents ordered by
+    doc_id; a query with no valid row has no group."""
+    valid = validate_table(rows, contract).valid.sort_by([("query_id", "ascending"), ("doc_id", "ascending")])
+    ids = valid["query_id"].to_numpy(zero_copy_only=False)
+    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]]) if len(ids) else np.zeros(0, dtype=np.int64)
+    offsets = pa.array(np.r_[starts, len(ids)].astype(np.int32))
+    first = valid.take(pa.array(starts))
+
+    def lists(column: str, value_type: pa.DataType) -> pa.ListArray:
+        return pa.ListArray.from_arrays(offsets, valid[column].combine_chunks().cast(value_type))
+
+    columns = {
+        "query_id": first["query_id"],
+        "key": stable_keys(first["query_id"].to_pylist()),
+        "n_docs": np.diff(offsets.to_numpy()).astype(np.int32),
+        "query": first["query"],
+        "titles": lists("title", pa.string()),
+        "summaries": lists("summary", pa.string()),
+        target_column: lists(target_column, pa.float32()),
+    }
+    return pa.table(columns, schema=group_schema(target_column))
 
 
 @dataclass(frozen=True)
@@ -115,27 +124,57 @@ def write_groups(uri: str, contract: str, target_column: str, out: str) -> Group
         record = io.read_json(done)
         if record["source"] == source and record.get("layout") == LAYOUT:
             return Groups(**record["groups"])
-    dataset = _files_dataset(uri)
+    import ray
+
+    files = io.parquet_files(uri)
     rows_in = io.parquet_rows(uri)  # from the files' metadata: queries with no valid row are counted too
-    grouped = dataset.groupby("query_id").map_groups(
-        to_group_rows, fn_kwargs={"contract": contract, "target_column": target_column}, batch_format="pyarrow"
-    )
+    buckets = max(1, -(-rows_in // ROWS_PER_BUCKET))
     out_fs, out_path = io.resolve(out)
     if out_fs.get_file_info(out_path).type != pa.fs.FileType.NotFound:
         out_fs.delete_dir_contents(out_path)
-    grouped.write_parquet(out_path, filesystem=out_fs)
-    totals = io.read_table(out, columns=["n_docs"])
+    staging = io.join(out, "_buckets")  # hidden from readers of ``out`` (a leading ``_``), removed when done
+    split, group = ray.remote(_split_file), ray.remote(_group_bucket)
+    ray.get([split.remote(uri, file, index, buckets, staging) for index, file in enumerate(files)])
+    written = ray.get([group.remote(uri, staging, bucket, out, contract, target_column) for bucket in range(buckets)])
+    out_fs.delete_dir(io.resolve(staging)[1])
     groups = Groups(
         uri=out,
         target_column=target_column,
-        queries=totals.num_rows,
+        queries=sum(queries for queries, _ in written),
         rows_in=rows_in,
-        rows=int(pc.sum(totals["n_docs"]).as_py() or 0),
+        rows=sum(rows for _, rows in written),
     )
     if groups.queries == 0:
         raise ValueError(f"{uri}: none of its {rows_in} rows keeps the {contract} contract, nothing to train on")
     io.write_json({"source": source, "layout": LAYOUT, "groups": groups.__dict__}, done)
     return groups
+
+
+def _split_file(uri: str, file: str, index: int, buckets: int, staging: str) -> None:
+    """Pass 1: input file ``index``'s rows into ``staging/<bucket>/<index>.parquet`` by query key."""
+    import pyarrow.parquet as pq
+
+    fs, _ = io.resolve(uri)
+    table = pq.read_table(file, filesystem=fs)
+    if "query_id" not in table.column_names:
+        raise ValueError(f"{file}: no query_id column, which groups the rows into queries")
+    ids = table["query_id"].cast(pa.string()).fill_null("").to_pylist()  # null ids are rejected in pass 2
+    bucket_of = stable_keys(ids) % buckets
+    for bucket in np.unique(bucket_of):
+        rows = table.filter(pa.array(bucket_of == bucket))
+        io.write_table(rows, io.join(staging, f"{bucket:05d}", f"{index:05d}.parquet"))
+
+
+def _group_bucket(uri: str, staging: str, bucket: int, out: str, contract: str, target_column: str) -> tuple[int, int]:
+    """Pass 2: every part of one bucket (whole queries) as group rows in ``out/part-<bucket>.parquet``; returns the
+    (queries, documents) written."""
+    part = io.join(staging, f"{bucket:05d}")
+    if not io.exists(part):
+        return 0, 0
+    grouped = to_group_rows(io.read_table(part), contract, target_column)
+    if grouped.num_rows:
+        io.write_table(grouped, io.join(out, f"part-{bucket:05d}.parquet"))
+    return grouped.num_rows, int(pc.sum(grouped["n_docs"]).as_py() or 0)
 
 
 def _signature(uri: str) -> list[list]:
