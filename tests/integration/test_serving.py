@@ -16,7 +16,7 @@ import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tests.rank_bodies import any_requests, body_bytes, valid_requests
-from tests.serving_client import APP, AUTH, DOCS, QUERY, deployment_details, info, rank
+from tests.serving_client import APP, AUTH, DOCS, QUERY, TOKEN, deployment_details, info, rank
 
 from disranker.models.loading import load_student, score_pairs_student
 
@@ -130,6 +130,31 @@ def test_cohere_and_tei_rerank_routes_rank_likerank(base_url):
     assert (
         requests.post(f"{base_url}/v1/rerank", json={"query": QUERY, "documents": texts}, timeout=60).status_code == 401
     )
+
+
+def test_rerank_clients_from_the_registry_call_the_endpoint(base_url, monkeypatch):
+    """Cohere's SDK (v1 and v2 routes) and LiteLLM's text-embeddings-inference provider, pointed at 127.0.0.1."""
+    import cohere
+    from cohere.errors import UnprocessableEntityError
+
+    texts = [d["summary"] for d in DOCS]
+    plain = rank(base_url, {"query": QUERY, "documents": [{"id": str(i), "summary": t} for i, t in enumerate(texts)]})
+    order = [int(r["id"]) for r in plain.json()["results"]]
+    v2 = cohere.ClientV2(api_key=TOKEN, base_url=base_url).rerank(model="m", query=QUERY, documents=texts, top_n=3)
+    assert [r.index for r in v2.results] == order[:3] and v2.results[0].relevance_score > v2.results[2].relevance_score
+    v1 = cohere.Client(api_key=TOKEN, base_url=base_url)
+    answer = v1.rerank(query=QUERY, documents=[{"text": t} for t in texts], return_documents=True)
+    assert [r.index for r in answer.results] == order and answer.results[0].document.text == texts[order[0]]
+    with pytest.raises(UnprocessableEntityError) as refused:
+        v1.rerank(query=QUERY, documents=["a", ""])
+    assert refused.value.body["error"]["field"] == "documents[1]"
+
+    monkeypatch.setenv("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no download of LiteLLM's price list
+    import litellm
+
+    tei = litellm.rerank(model="huggingface/disranker", query=QUERY, documents=texts, top_n=2, return_documents=True,
+                         api_base=base_url, api_key=TOKEN)  # fmt: skip
+    assert [r["index"] for r in tei.results] == order[:2] and tei.results[0]["document"]["text"] == texts[order[0]]
 
 
 def test_token_is_required_when_set(base_url):

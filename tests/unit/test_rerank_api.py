@@ -41,6 +41,10 @@ def test_tei_request_answers_a_sorted_list_with_raw_or_sigmoid_scores():
     ]
     asked, _ = _tei({"query": "feline", "texts": ["a dog"]})
     assert rerank_api.tei_response(asked, [False], [0.0]) == [{"index": 0, "score": 0.5}]
+    asked, _ = _tei({"query": "feline", "texts": ["a dog", "a cat"], "top_n": 1})  # LiteLLM sends it
+    assert rerank_api.tei_response(asked, [False, False], [-1.0, 2.0]) == [
+        {"index": 1, "score": pytest.approx(1 / (1 + math.exp(-2)))}
+    ]
     asked, _ = _tei({"query": "feline", "texts": ["a dog"], "truncate": False})
     with pytest.raises(RequestError, match="truncate is false") as caught:
         rerank_api.tei_response(asked, [True], [0.0])
@@ -58,9 +62,12 @@ def test_tei_request_answers_a_sorted_list_with_raw_or_sigmoid_scores():
         (_cohere, {"query": "q", "documents": ["x" * 51]}, "documents[0]"),
         (_cohere, {"query": "", "documents": ["a"]}, "query"),
         (_cohere, {"query": "q", "documents": ["a"], "unknown": 1}, "unknown"),
+        (_cohere, {"query": "q", "documents": ["a"], "relevant_spans": {}}, "relevant_spans"),
+        (_cohere, {"query": "q", "documents": ["a"], "priority": "high"}, "priority"),
         (_tei, {"query": "q", "texts": ["a", "\ud800"]}, "texts[1]"),
         (_tei, {"query": "q", "texts": []}, "texts"),
         (_tei, {"query": "q", "texts": ["a"], "truncation_direction": "Left"}, "truncation_direction"),
+        (_tei, {"query": "q", "texts": ["a"], "top_n": 0}, "top_n"),
     ],
 )
 def test_bad_rerank_bodies_get_a_422_in_the_callers_field_names(parse, payload, field):

@@ -1,10 +1,10 @@
 """The ranking endpoint: a FastAPI ingress deployment in front of the model replicas (``serving.replica``).
 
-Routes: ``POST /rank``; the rerank shapes other clients speak, ``POST /v1/rerank`` (Cohere / Jina) and ``POST /rerank``
-(text-embeddings-inference), see ``serving.rerank_api``; ``GET /healthz`` (no auth: load balancers and KubeRay probe
-it); ``GET /info`` (model id, lineage, runtime (torch, or onnx-int8 with its agreement check), limits, batching knobs
-and the answering replica's counters). When ``DISRANKER_API_TOKEN`` is set in the replicas' environment, every route
-but /healthz needs ``Authorization: Bearer <token>`` (401 otherwise).
+Routes: ``POST /rank``; the rerank shapes other clients speak, ``POST /v1/rerank`` and ``/v2/rerank`` (Cohere / Jina)
+and ``POST /rerank`` (text-embeddings-inference), see ``serving.rerank_api``; ``GET /healthz`` (no auth: load
+balancers and KubeRay probe it); ``GET /info`` (model id, lineage, runtime (torch, or onnx-int8 with its agreement
+check), limits, batching knobs and the answering replica's counters). When ``DISRANKER_API_TOKEN`` is set in the
+replicas' environment, every route but /healthz needs ``Authorization: Bearer <token>`` (401 otherwise).
 
 The ingress checks the token, reads and validates the body, and asks a model replica through a handle. Why two
 deployments: when a replica dies with requests in flight, Serve's proxy answers them 500; the ingress instead sends
@@ -114,6 +114,7 @@ class RankerIngress:
         return JSONResponse(response.model_dump())
 
     @api.post("/v1/rerank")
+    @api.post("/v2/rerank")
     async def rerank_cohere(self, request: Request) -> JSONResponse:
         """Cohere / Jina rerank (``serving.rerank_api``)."""
         asked, parsed = await self._parse(request, rerank_api.parse_cohere)

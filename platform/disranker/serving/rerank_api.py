@@ -1,16 +1,18 @@
 """The rerank shapes existing clients already speak, mapped onto the same validated request as ``/rank``.
 
-- ``POST /v1/rerank`` — Cohere / Jina (what LangChain, LlamaIndex and Haystack rerankers send):
-  ``{"model"?, "query", "documents": [text | {"text"}], "top_n"?, "return_documents"?}`` →
+- ``POST /v1/rerank`` and ``POST /v2/rerank`` — Cohere / Jina (what Cohere's SDK, LangChain, LlamaIndex and Haystack
+  rerankers send): ``{"model"?, "query", "documents": [text | {"text"}], "top_n"?, "return_documents"?}`` →
   ``{"id", "model", "results": [{"index", "relevance_score", "document"?: {"text"}}], "meta": {"billed_units"}}``;
   ``relevance_score`` is sigmoid(student logit), in (0, 1) and ordered like the logit.
 - ``POST /rerank`` — text-embeddings-inference: ``{"query", "texts": [text], "raw_scores"?, "return_text"?,
-  "truncate"?}`` → ``[{"index", "score", "text"?}]``; ``score`` is sigmoid(logit) unless ``raw_scores``.
+  "truncate"?, "top_n"?}`` → ``[{"index", "score", "text"?}]``; ``score`` is sigmoid(logit) unless ``raw_scores``.
+  ``top_n`` is not TEI's (which ignores unknown fields) but LiteLLM sends it: it cuts the list as Cohere's does.
 
 A plain-text document becomes ``title="", summary=text``. Fields the student cannot honour are accepted where the
-answer is the same (``model``: one model serves; ``truncate: true`` is what always happens; ``max_tokens_per_doc``:
-the model reads its own max_length, shown by /info) and refused where it would not be (``rank_fields`` other than
-``["text"]``; ``truncate: false`` with a document the model must cut). Every other check
+answer is the same (``model``: one model serves; ``priority``: one queue serves all; ``truncate: true`` is what
+always happens; ``max_tokens_per_doc``: the model reads its own max_length, shown by /info) and refused where it would
+not be (``rank_fields`` other than ``["text"]``; ``truncate: false`` with a document the model must cut; Cohere v2's
+``relevant_spans``, as an unknown field). Every other check
 is ``/rank``'s (``schemas.parse_rank_request``), so a bad body gets the same 4xx naming the field, in the caller's
 field names (``documents[2]``, ``texts[2]``).
 """
@@ -42,6 +44,7 @@ class CohereRerank(BaseModel):
     return_documents: StrictBool = False
     max_tokens_per_doc: StrictInt | None = None  # Cohere v2: accepted; the model's max_length is what applies
     rank_fields: list[StrictStr] | None = None  # Cohere v1 for object documents; only "text" is ranked
+    priority: StrictInt | None = None  # Cohere v2: accepted; every request waits in the same queue
 
 
 class TeiRerank(BaseModel):
@@ -53,6 +56,7 @@ class TeiRerank(BaseModel):
     return_text: StrictBool = False
     truncate: StrictBool = True
     truncation_direction: StrictStr = "Right"
+    top_n: StrictInt | None = None
 
 
 def _as_rank_request(query: str, texts: list[str], top: int | None, names: dict[str, str], limits: RequestLimits):
@@ -88,7 +92,8 @@ def parse_tei(body: bytes, limits: RequestLimits) -> tuple[TeiRerank, RankReques
     request = validated(TeiRerank, load_json(body))
     if request.truncation_direction != "Right":
         raise RequestError(422, "truncation_direction", "only 'Right' (the document's end is cut) is supported")
-    return request, _as_rank_request(request.query, request.texts, None, {"documents": "texts"}, limits)
+    names = {"documents": "texts", "top_k": "top_n"}
+    return request, _as_rank_request(request.query, request.texts, request.top_n, names, limits)
 
 
 def sigmoid(logit: float) -> float:
@@ -121,7 +126,7 @@ def tei_response(request: TeiRerank, truncated: list[bool], scores: list[float])
         index = truncated.index(True)
         raise RequestError(422, f"texts[{index}]", "longer than the model reads, and truncate is false")
     results = []
-    for i in ordered(scores, None):
+    for i in ordered(scores, request.top_n):
         result = {"index": i, "score": scores[i] if request.raw_scores else sigmoid(scores[i])}
         if request.return_text:
             result["text"] = request.texts[i]
