@@ -4,7 +4,7 @@ For each ``--model``, scores the first ``--queries`` queries of a judgments tabl
 torch student (``serving.scorer.TorchScorer``, what ``runtime: torch`` serves), the exported float32 graph and its
 int8 version (``models.onnx_export``, what ``runtime: onnx-int8`` serves), then prints and writes to ``--out``:
 
-- agreement with torch (``serving.onnx_runtime.check_agreement``: Pearson, Spearman over all pairs and within a
+- agreement with torch (``serving.agreement.check_agreement``: Pearson, Spearman over all pairs and within a
   query, mean top-10 agreement, largest score difference) and whether the int8 graph passes the serving check at
   the default floors (Spearman >= 0.99, top-10 agreement >= 0.9);
 - NDCG@10 and PNR on the table's labels for each runtime;
@@ -30,8 +30,8 @@ from disranker.data import io
 from disranker.evaluation.metrics import evaluate_rankings
 from disranker.models.onnx_export import FLOAT_FILE, int8_student, open_session, score_pairs_onnx
 from disranker.models.text import pair_texts
-from disranker.serving.config import OnnxArgs, RankerArgs
-from disranker.serving.onnx_runtime import TOP_K, check_agreement, first_queries
+from disranker.serving.agreement import TOP_K, check_agreement, first_queries
+from disranker.serving.config import RankerArgs, RuntimeCheckArgs
 from disranker.serving.scorer import TorchScorer
 
 RESULTS = Path(__file__).parent / "results" / "onnx_agreement.json"
@@ -68,7 +68,7 @@ def bench_model(spec: str, table, args: argparse.Namespace) -> dict:
             scores[name] = score(*texts)
             best_s[name] = min(best_s[name], time.perf_counter() - start)
 
-    floors = OnnxArgs()
+    floors = RuntimeCheckArgs()
     rows = {}
     for name in runtimes:
         quality = evaluate_rankings(query_ids, labels, scores[name])

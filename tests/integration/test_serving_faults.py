@@ -29,7 +29,7 @@ def test_onnx_int8_runtime_is_checked_and_reported(base_url, ranker_args, tmp_pa
         {
             **ranker_args.model_dump(),
             "runtime": "onnx-int8",
-            "onnx": {"min_spearman": 0.8, "min_top10_agreement": 0.6, "cache_dir": cache},
+            "check": {"min_spearman": 0.8, "min_top10_agreement": 0.6, "cache_dir": cache},
             "autoscaling": {"min_replicas": 1, "max_replicas": 1},
         }
     )

@@ -7,7 +7,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from disranker.serving.onnx_runtime import check_agreement, check_set, synthetic_pairs
+from disranker.serving.agreement import check_agreement, check_set, synthetic_pairs
 
 # ---- check_agreement: pure numpy, values worked out by hand ----
 
@@ -72,11 +72,11 @@ def test_check_set_order(tmp_path):
     path = tmp_path / "judgments.parquet"
     pq.write_table(table, path)
 
-    given, source = check_set(RankerArgs(onnx={"check_judgments": str(path), "check_max_queries": 2}), None)
+    given, source = check_set(RankerArgs(check={"check_judgments": str(path), "check_max_queries": 2}), None)
     assert source == str(path) and given.num_rows == 6 and given["query_id"].to_pylist()[::3] == ["q0", "q1"]
 
     lineage = {"config": {"data": {"dev": str(path)}}}
-    from_lineage, source = check_set(RankerArgs(onnx={"check_max_queries": 4}), lineage)
+    from_lineage, source = check_set(RankerArgs(check={"check_max_queries": 4}), lineage)
     assert source.startswith("lineage dev split") and from_lineage.num_rows == 12
 
     gone = {"config": {"data": {"dev": str(tmp_path / "moved.parquet")}}}
@@ -84,7 +84,7 @@ def test_check_set_order(tmp_path):
     assert source.startswith("synthetic") and fallback.num_rows == 16 * 20
 
     with pytest.raises(FileNotFoundError):  # asked for explicitly: a missing table is an error, not a fallback
-        check_set(RankerArgs(onnx={"check_judgments": str(tmp_path / "nope.parquet")}), None)
+        check_set(RankerArgs(check={"check_judgments": str(tmp_path / "nope.parquet")}), None)
 
 
 # ---- export, quantisation and the runtime choice on a tiny BERT ----
@@ -110,7 +110,7 @@ def _args(tiny_dir, onnx_cache, **onnx):
     from disranker.serving.config import RankerArgs
 
     return RankerArgs(
-        model=tiny_dir, max_length=64, torch_threads=1, runtime="onnx-int8", onnx={"cache_dir": onnx_cache, **onnx}
+        model=tiny_dir, max_length=64, torch_threads=1, runtime="onnx-int8", check={"cache_dir": onnx_cache, **onnx}
     )
 
 

@@ -102,15 +102,16 @@ def test_ray_service_embeds_the_serve_config():
     RankerArgs.model_validate(embedded["applications"][0]["args"])
 
 
-def test_runtime_and_the_onnx_check_are_configurable():
+def test_runtime_and_its_check_are_configurable():
     assert RankerArgs().runtime == "torch"
     split = "outputs/demo/corpus/judgments/test.parquet"
-    local = load_serve_file(
-        ROOT / "serve/config.yaml", ["runtime=onnx-int8", "onnx.min_spearman=0.95", f"onnx.check_judgments={split}"]
-    )
-    assert local.args.runtime == "onnx-int8" and local.args.onnx.min_spearman == 0.95
-    assert local.args.onnx.check_judgments == split
-    assert local.args.onnx.min_top10_agreement == 0.9 and local.args.onnx.check_max_queries == 50
+    overrides = ["runtime=openvino-int8", "check.min_spearman=0.95", f"check.check_judgments={split}"]
+    local = load_serve_file(ROOT / "serve/config.yaml", overrides)
+    assert local.args.runtime == "openvino-int8" and local.args.check.min_spearman == 0.95
+    assert local.args.check.check_judgments == split and local.args.check.calibration_max_queries == 32
+    assert local.args.check.min_top10_agreement == 0.9 and local.args.check.check_max_queries == 50
+    former = load_serve_file(ROOT / "serve/config.yaml", ["runtime=onnx-int8", "onnx.min_spearman=0.9"])
+    assert former.args.check.min_spearman == 0.9  # the check's former name is still read
     with pytest.raises(ConfigError, match="runtime"):
         load_serve_file(ROOT / "serve/config.yaml", ["runtime=onnx"])
     with pytest.raises(ConfigError, match="min_top10_agreement"):

@@ -22,7 +22,7 @@ import hashlib
 import importlib.metadata
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -98,7 +98,7 @@ def quantize_int8(float_path: str | Path, out_path: str | Path) -> Path:
     scales rank closer to torch than one scale per tensor (Spearman 0.989 against 0.967, largest score error halved)
     at about the same speed. The embedding Gather stays float32: quantising it too shrinks MiniLM's int8 file from
     57 to 23 MB but ranked no closer and was not faster here. The serving check
-    (``serving.onnx_runtime.check_agreement``) still decides whether a given model is served."""
+    (``serving.agreement.check_agreement``) still decides whether a given model is served."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     quantize_dynamic(
@@ -128,11 +128,12 @@ def _version(package: str) -> str:
         return "missing"
 
 
-def int8_student(model, tokenizer, *, name: str = "student", cache_root: str | Path | None = None) -> Path:
-    """The int8 ONNX file of ``model``, exported and quantised once per key (an existing cache entry is reused).
+def onnx_folder(model, tokenizer, *, name: str = "student", cache_root: str | Path | None = None) -> Path:
+    """The folder holding ``model``'s float32 (``FLOAT_FILE``) and int8 (``INT8_FILE``) ONNX graphs, exported and
+    quantised once per key (an existing cache entry is reused).
 
     The folder is written to a temporary sibling and renamed into place (``packaged.publish_dir``), so replicas
-    starting together on one machine never read a half-written file; the float32 graph stays beside the int8 one."""
+    starting together on one machine never read a half-written file."""
     root = Path(cache_root).expanduser() if cache_root else packaged.cache_dir() / "onnx"
     key = export_key(model)
     # The name only makes the folder readable; the same weights reached under another name reuse its export.
@@ -144,7 +145,12 @@ def int8_student(model, tokenizer, *, name: str = "student", cache_root: str | P
         export_student(model, tokenizer, tmp / FLOAT_FILE)
         quantize_int8(tmp / FLOAT_FILE, tmp / INT8_FILE)
 
-    return packaged.publish_dir(build, dest) / INT8_FILE
+    return packaged.publish_dir(build, dest)
+
+
+def int8_student(model, tokenizer, *, name: str = "student", cache_root: str | Path | None = None) -> Path:
+    """The int8 ONNX file of ``model`` (``onnx_folder``)."""
+    return onnx_folder(model, tokenizer, name=name, cache_root=cache_root) / INT8_FILE
 
 
 def open_session(path: str | Path, threads: int):
@@ -169,13 +175,29 @@ def score_pairs_onnx(
 ) -> np.ndarray:
     """Raw student logits (float32, one per pair, input order) from an ONNX Runtime session of ``export_student``'s
     graph (or its int8 version)."""
+    inputs = {i.name for i in session.get_inputs()}
+    run = lambda feed: session.run(["logits"], feed)[0]  # noqa: E731
+    return score_pairs_graph(run, inputs, tokenizer, queries, titles, summaries, batch_size, max_length)
+
+
+def score_pairs_graph(
+    run: Callable[[dict[str, np.ndarray]], np.ndarray],
+    inputs: set[str],
+    tokenizer,
+    queries: Sequence[str],
+    titles: Sequence[str],
+    summaries: Sequence[str],
+    batch_size: int,
+    max_length: int,
+) -> np.ndarray:
+    """Raw logits from a compiled graph of ``export_student``'s signature (ONNX Runtime, OpenVINO): ``run`` maps the
+    int64 arrays named in ``inputs`` to logits ``[batch, 1]``."""
     if batch_size < 1:
         raise ValueError(f"batch_size={batch_size}: it must be at least 1")
     if not len(queries):
         return np.empty(0, dtype=np.float32)
     encoded = encode_student(tokenizer, queries, titles, summaries, max_length=max_length, return_tensors="np")
-    wanted = {i.name for i in session.get_inputs()}
-    arrays = {name: np.asarray(encoded[name], dtype=np.int64) for name in wanted}
+    arrays = {name: np.asarray(encoded[name], dtype=np.int64) for name in inputs}
     mask = arrays["attention_mask"].astype(bool)
     scores = np.empty(len(queries), dtype=np.float32)
     # Length-sorted batches, each cut to the columns that are not padding in all its rows (as score_pairs_student).
@@ -183,7 +205,5 @@ def score_pairs_onnx(
     for start in range(0, len(order), batch_size):
         rows = order[start : start + batch_size]
         keep = mask[rows].any(axis=0)
-        feed = {name: np.ascontiguousarray(array[rows][:, keep]) for name, array in arrays.items()}
-        (logits,) = session.run(["logits"], feed)
-        scores[rows] = logits[:, 0]
+        scores[rows] = run({name: np.ascontiguousarray(array[rows][:, keep]) for name, array in arrays.items()})[:, 0]
     return scores

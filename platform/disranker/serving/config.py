@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 
 from disranker.config import ConfigError, apply_override
 from disranker.models.text import STUDENT_MAX_LENGTH
@@ -51,28 +51,33 @@ class AutoscalingArgs(_Strict):
         return self
 
 
-class OnnxArgs(_Strict):
-    """``runtime: onnx-int8``: the student exported to ONNX with int8 weights, served only when a check at replica
-    start shows it ranks like the torch model (``serving.onnx_runtime``); otherwise the replica serves torch and
-    /info says why.
+class RuntimeCheckArgs(_Strict):
+    """For every runtime but torch (``onnx-int8``, ``openvino``, ``openvino-int8``): the student is served by that
+    runtime only when a check at replica start shows it ranks like the torch model (``serving.agreement``); otherwise
+    the replica serves torch and /info says why.
 
     The check scores the same pairs with both runtimes: from ``check_judgments`` when given; else from the dev split
     recorded in the student's lineage (``disranker.json`` → ``config.data.dev``) when it can be read; else from a
     built-in set of synthetic pairs (deterministic word salad, 16 queries x 20 documents), which /info names as such.
+    ``openvino-int8`` measures its activation ranges on other pairs: ``calibration_judgments`` when given, else the
+    student's training table from its lineage, else other synthetic pairs.
     """
 
     check_judgments: str | None = None  # Parquet table or URI with query_id, query, doc_id, title, summary
     check_max_queries: int = Field(50, ge=1)  # the check table's first N queries, each with all its documents
     min_spearman: float = Field(0.99, ge=-1, le=1)  # rank correlation of the two runtimes' scores over all pairs
-    min_top10_agreement: float = Field(0.9, ge=0, le=1)  # mean over queries of |top-10 torch ∩ top-10 onnx| / 10
-    cache_dir: str | None = None  # where exported graphs are kept; None: $DISRANKER_CACHE/models/onnx
+    min_top10_agreement: float = Field(0.9, ge=0, le=1)  # mean over queries of |top-10 torch ∩ top-10 other| / 10
+    calibration_judgments: str | None = None  # the same columns; the pairs openvino-int8 is calibrated on
+    calibration_max_queries: int = Field(32, ge=1)  # that table's first N queries
+    cache_dir: str | None = None  # exported graphs; None: $DISRANKER_CACHE/models/onnx and models/openvino
 
 
 class RankerArgs(_Strict):
     """The ranking application's arguments (the ``args`` of its Serve config)."""
 
     model: str = "packaged:minilm"  # student spec: local HF folder, URI (s3://…) or packaged:minilm
-    runtime: Literal["torch", "onnx-int8"] = "torch"  # onnx-int8 needs `pip install 'disranker[onnx]'`
+    # onnx-int8 needs `pip install 'disranker[onnx]'`, openvino and openvino-int8 `pip install 'disranker[openvino]'`
+    runtime: Literal["torch", "onnx-int8", "openvino", "openvino-int8"] = "torch"
     max_length: int = Field(STUDENT_MAX_LENGTH, ge=8)  # tokens per pair; the document side is truncated to fit
     forward_batch_size: int = Field(32, ge=1)  # pairs per forward pass inside one batch (length-sorted)
     torch_threads: int | None = Field(None, ge=1)  # intra-op threads per replica; None: match num_cpus
@@ -91,7 +96,8 @@ class RankerArgs(_Strict):
     ingress_replicas: int = Field(1, ge=1)
     batching: BatchingArgs = BatchingArgs()
     autoscaling: AutoscalingArgs = AutoscalingArgs()
-    onnx: OnnxArgs = OnnxArgs()  # used when runtime is onnx-int8
+    # The check every runtime but torch passes at replica start; ``onnx`` is its former name, still read.
+    check: RuntimeCheckArgs = Field(RuntimeCheckArgs(), validation_alias=AliasChoices("check", "onnx"))
 
     def threads(self) -> int:
         return self.torch_threads or max(1, int(self.num_cpus))

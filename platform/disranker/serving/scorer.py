@@ -3,8 +3,9 @@
 ``PairScorer`` is what a replica holds whatever the runtime: the tokenizer side (which documents are cut, the
 model's id and lineage, which runtime serves and why) and an abstract ``score``. Two siblings implement it:
 ``TorchScorer`` here (``disranker.models.loading.score_pairs_student``: inference mode, length-sorted batches, the
-input order restored, so the endpoint's scores equal the ones evaluation computes for the same folder) and
-``serving.onnx_runtime.OnnxScorer`` (the int8 graph). A replica gets one from ``serving.runtime.load_scorer``.
+input order restored, so the endpoint's scores equal the ones evaluation computes for the same folder),
+``serving.onnx_runtime.OnnxScorer`` (the int8 ONNX graph) and ``serving.openvino_runtime.OpenVinoScorer``. A replica
+gets one from ``serving.runtime.load_scorer``.
 """
 
 from __future__ import annotations
@@ -46,6 +47,11 @@ class PairScorer(ABC):
     def __post_init__(self) -> None:
         self.pair_specials = self.tokenizer.num_special_tokens_to_add(pair=True)
         self.length_tokenizer = copy.deepcopy(self.tokenizer)
+
+    def shared_fields(self) -> dict:
+        """What a scorer of another runtime for the same student takes over from this one."""
+        names = ("tokenizer", "model_id", "lineage", "max_length", "forward_batch_size")
+        return {name: getattr(self, name) for name in names}
 
     def truncated(self, query: str, titles: Sequence[str], summaries: Sequence[str]) -> list[bool]:
         """Which documents do not fit beside the query in ``max_length`` tokens (they are cut, the query never is).

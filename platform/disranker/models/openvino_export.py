@@ -1,0 +1,116 @@
+"""The student cross-encoder as an OpenVINO model, in the CPU's own precision or with calibrated int8, and scoring
+pairs with it.
+
+``openvino_student`` converts the float32 ONNX graph of ``onnx_export`` (same inputs, dynamic batch and sequence)
+with OpenVINO's own converter (``openvino.convert_model``). With ``calibration`` pairs it also quantises the model
+with NNCF's post-training quantisation (``nncf.quantize``, transformer preset: int8 weights *and* activations, the
+activation ranges measured on those pairs, SmoothQuant and bias correction). Both are cached under
+``<cache_root>/<name>-<float|int8>-<key>/`` (``packaged.publish_dir``: replicas on one machine convert once), the key
+hashing the weights, the tool versions and the calibration pairs.
+
+``compile_student`` compiles for the CPU with a fixed thread count and the latency hint. OpenVINO then computes in
+the CPU's fastest precision that it supports: bfloat16 where the CPU has AMX or AVX-512 BF16, float32 elsewhere
+(``inference_precision`` tells which). The serving check (``serving.agreement``) decides whether a given model and
+CPU rank like torch.
+
+Needs the ``openvino`` extra: ``pip install 'disranker[openvino]'`` (openvino, nncf).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from disranker.models import packaged
+from disranker.models.onnx_export import FLOAT_FILE, _version, export_key, onnx_folder, score_pairs_graph
+from disranker.models.text import STUDENT_MAX_LENGTH, encode_student, pair_texts
+
+logger = logging.getLogger(__name__)
+
+MODEL_FILE = "model.xml"  # beside it, model.bin holds the weights
+RECIPE = "ov-convert-onnx-v1+nncf-ptq-transformer-v1"
+CALIBRATION_BATCH = 16  # pairs per calibration batch (the statistics see every pair)
+
+
+def openvino_student(
+    model,
+    tokenizer,
+    *,
+    name: str = "student",
+    cache_root: str | Path | None = None,
+    onnx_cache_root: str | Path | None = None,
+    calibration: pa.Table | None = None,
+    max_length: int = STUDENT_MAX_LENGTH,
+) -> Path:
+    """The OpenVINO model file of ``model``: float, or int8 calibrated on ``calibration`` (query, title, summary).
+    It is converted from ``onnx_export``'s float graph, cached under ``onnx_cache_root``."""
+    import openvino as ov  # here: a missing extra fails before any export
+
+    root = Path(cache_root).expanduser() if cache_root else packaged.cache_dir() / "openvino"
+    digest = hashlib.blake2b(digest_size=8)
+    digest.update(f"{RECIPE}:{export_key(model)}:{_version('openvino')}:{_version('nncf')}".encode())
+    if calibration is not None:
+        digest.update(f"int8:{max_length}".encode())
+        for column in ("query", "title", "summary"):
+            digest.update("\x1f".join(calibration[column].to_pylist()).encode())
+    kind = "int8" if calibration is not None else "float"
+    dest = root / f"{name}-{kind}-{digest.hexdigest()}"
+
+    def build(tmp: Path) -> None:
+        source = onnx_folder(model, tokenizer, name=name, cache_root=onnx_cache_root) / FLOAT_FILE
+        converted = ov.convert_model(str(source))
+        if calibration is not None:
+            logger.info("quantising %s to int8 with NNCF on %d pairs (once)", name, calibration.num_rows)
+            converted = _quantize(converted, tokenizer, calibration, max_length)
+        tmp.mkdir(parents=True)
+        ov.save_model(converted, str(tmp / MODEL_FILE), compress_to_fp16=False)
+
+    return packaged.publish_dir(build, dest) / MODEL_FILE
+
+
+def _quantize(converted, tokenizer, calibration: pa.Table, max_length: int):
+    import nncf
+
+    queries, titles, summaries = pair_texts(calibration)
+    names = [port.get_any_name() for port in converted.inputs]
+    batches = []
+    for start in range(0, len(queries), CALIBRATION_BATCH):
+        end = start + CALIBRATION_BATCH
+        encoded = encode_student(tokenizer, queries[start:end], titles[start:end], summaries[start:end],
+                                 max_length=max_length, return_tensors="np")  # fmt: skip
+        batches.append({name: np.asarray(encoded[name], dtype=np.int64) for name in names})
+    return nncf.quantize(
+        converted, nncf.Dataset(batches), model_type=nncf.ModelType.TRANSFORMER, subset_size=len(batches)
+    )
+
+
+def compile_student(path: str | Path, threads: int):
+    """``path`` compiled for this CPU with ``threads`` inference threads; returns the compiled model and the
+    precision OpenVINO computes in here (``bf16`` or ``f32``)."""
+    import openvino as ov
+
+    config = {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY"}
+    compiled = ov.Core().compile_model(str(path), "CPU", config)
+    return compiled, compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
+
+
+def score_pairs_openvino(
+    compiled,
+    tokenizer,
+    queries: Sequence[str],
+    titles: Sequence[str],
+    summaries: Sequence[str],
+    batch_size: int = 64,
+    max_length: int = STUDENT_MAX_LENGTH,
+) -> np.ndarray:
+    """Raw student logits (float32, one per pair, input order) from ``compile_student``'s compiled model; the same
+    token ids and length-sorted batches as the torch and ONNX Runtime paths."""
+    request = compiled.create_infer_request()
+    inputs = {port.get_any_name() for port in compiled.inputs}
+    run = lambda feed: np.asarray(request.infer(feed)[compiled.output(0)], dtype=np.float32)  # noqa: E731
+    return score_pairs_graph(run, inputs, tokenizer, queries, titles, summaries, batch_size, max_length)
