@@ -194,9 +194,15 @@ def test_batching_knobs_change_without_a_restart(base_url):
     (serve.run gives every run a new code version, which replaces replicas instead)."""
     from ray import serve
 
-    replica = info(base_url)["replica"]
-    knobs = {"max_batch_size": 16, "batch_wait_timeout_s": 0.05}
+    before = info(base_url)
+    expected = {r["id"]: r["score"] for r in rank(base_url, {"query": QUERY, "documents": DOCS}).json()["results"]}
+    knobs = {"max_batch_size": 3, "batch_wait_timeout_s": 0.05}  # a 4-document request now goes as chunks of 3 + 1
     serve.get_deployment_handle("Ranker", APP).reconfigure.remote(knobs).result(timeout_s=60)
     after = info(base_url)
-    assert after["batching"] == knobs and after["replica"] == replica
-    assert rank(base_url, {"query": QUERY, "documents": DOCS}).status_code == 200
+    assert after["batching"] == knobs and after["replica"] == before["replica"]
+    response = rank(base_url, {"query": QUERY, "documents": DOCS})
+    assert {r["id"]: r["score"] for r in response.json()["results"]} == pytest.approx(expected, abs=1e-5)
+    counters = info(base_url)["counters"]
+    assert (
+        counters["batches"] - after["counters"]["batches"] == 2 and counters["pairs"] - after["counters"]["pairs"] == 4
+    )

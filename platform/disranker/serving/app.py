@@ -43,6 +43,10 @@ SLOW_START_S = {"RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S": 60, "RAY_SERVE_PROXY_HE
 # so a request that itself kills replicas (e.g. by memory) cannot take down the next ones in turn.
 MODEL_ATTEMPTS = 2
 REPLICA_GONE = (RayActorError, ReplicaUnavailableError, DeploymentUnavailableError)
+# torch's OpenMP threads spin on a CPU after each forward by default; in a model replica that shares its cores with
+# Serve's proxy and the ingress, the spinning kept them from the CPU: a 2-document request took 190 ms, 52 ms with
+# idle threads sleeping at once (tiny student, 2 cores, benchmarks/serve_load.py's breakdown).
+MODEL_REPLICA_ENV = {"OMP_WAIT_POLICY": "PASSIVE"}
 
 # No /docs, /redoc or /openapi.json: they would be open even with a token set (the API is in serve/README.md).
 api = FastAPI(
@@ -187,7 +191,7 @@ def build_app(args: RankerArgs) -> Application:
         max_queued_requests=ranker_args.max_queued_requests,
         backpressure_config=backpressure,
         user_config=ranker_args.batching.model_dump(),
-        ray_actor_options={"num_cpus": ranker_args.num_cpus},
+        ray_actor_options={"num_cpus": ranker_args.num_cpus, "runtime_env": {"env_vars": MODEL_REPLICA_ENV}},
     ).bind(ranker_args.model_dump())
     # The ingress only reads bodies and waits on the model: no CPU reserved, and room for twice what the model replicas
     # can hold or queue, so that overload is decided at the model's queue (a 503 at once) and not by requests waiting

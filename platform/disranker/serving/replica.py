@@ -2,9 +2,10 @@
 
 The HTTP side (``serving.app``) is a separate deployment that calls this one through a handle, so that a request
 whose model replica dies in flight is retried on a live replica instead of reaching the client as Serve's 500.
-Every pair of every request goes through one ``@serve.batch`` queue, so concurrent requests share model calls; its
-size and wait come from ``user_config`` and change on running replicas through ``reconfigure()``. Replicas scale
-between ``autoscaling.min_replicas`` and ``max_replicas`` on requests in flight.
+Every request goes through one ``@serve.batch`` queue (as chunks of at most ``max_batch_size`` documents), so
+concurrent requests share model calls of up to that many pairs; its size and wait come from ``user_config`` and
+change on running replicas through ``reconfigure()``. Replicas scale between ``autoscaling.min_replicas`` and
+``max_replicas`` on requests in flight.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import asyncio
 import math
 from dataclasses import dataclass, field
 
+import numpy as np
 from ray import serve
 
 from disranker.serving.config import BatchingArgs, RankerArgs
@@ -45,6 +47,7 @@ class Ranker:
         self.args = RankerArgs.model_validate(args)
         self.scorer = load_scorer(self.args)
         self.counters = {"requests": 0, "batches": 0, "pairs": 0}
+        self.max_batch_size = self.args.batching.max_batch_size  # reconfigure() sets it again from user_config
 
     async def check_health(self) -> None:
         """Serve calls this every ``health_check_period_s``: a replica whose model no longer scores is replaced."""
@@ -55,8 +58,9 @@ class Ranker:
     def reconfigure(self, user_config: dict) -> None:
         """Apply new batching knobs (``serve deploy`` with a changed ``user_config``) without a restart."""
         batching = BatchingArgs.model_validate(user_config)
-        self._score_pairs.set_max_batch_size(batching.max_batch_size)
-        self._score_pairs.set_batch_wait_timeout_s(batching.batch_wait_timeout_s)
+        self.max_batch_size = batching.max_batch_size
+        self._score_chunks.set_max_batch_size(batching.max_batch_size)
+        self._score_chunks.set_batch_wait_timeout_s(batching.batch_wait_timeout_s)
 
     async def score(self, query: str, titles: list[str], summaries: list[str]) -> Scored:
         """Every document's score through the shared batch queue, and whether the model had to cut it."""
@@ -66,12 +70,15 @@ class Ranker:
         except RequestError as refused:
             return Scored(**model, refused=(refused.status, refused.field, refused.message))
         self.counters["requests"] += 1
-        pairs = zip(titles, summaries, strict=True)
+        # One queue entry per chunk of at most max_batch_size documents, not one per document: a 50-document request
+        # is one entry (50 awaited futures cost more than the batching they bought).
+        size = self.max_batch_size
+        chunks = [(query, titles[i : i + size], summaries[i : i + size]) for i in range(0, len(titles), size)]
         try:
-            scores = await asyncio.gather(*(self._score_pairs((query, title, summary)) for title, summary in pairs))
+            scored = await asyncio.gather(*(self._score_chunks(chunk) for chunk in chunks))
         except ModelFailure as exc:
             return Scored(**model, truncated=truncated, model_failure=str(exc))
-        return Scored(**model, scores=list(scores), truncated=truncated)
+        return Scored(**model, scores=[score for chunk in scored for score in chunk], truncated=truncated)
 
     def info(self) -> dict:
         """What /info reports about the model and this replica."""
@@ -82,21 +89,32 @@ class Ranker:
             "runtime": self.scorer.runtime,
             "max_length": self.scorer.max_length,
             "batching": {
-                "max_batch_size": self._score_pairs._get_max_batch_size(),
-                "batch_wait_timeout_s": self._score_pairs._get_batch_wait_timeout_s(),
+                "max_batch_size": self._score_chunks._get_max_batch_size(),
+                "batch_wait_timeout_s": self._score_chunks._get_batch_wait_timeout_s(),
             },
             "replica": serve.get_replica_context().replica_id.unique_id,
             "counters": dict(self.counters),  # this replica's, since it started
         }
 
-    # max_batch_size counts pairs while max_ongoing_requests counts requests, so Serve's warning that the first is
-    # larger is expected here: one request brings up to max_documents pairs.
-    @serve.batch(max_batch_size=BatchingArgs().max_batch_size, batch_wait_timeout_s=BatchingArgs().batch_wait_timeout_s)
-    async def _score_pairs(self, pairs: list[tuple[str, str, str]]) -> list[float]:
+    # Entries are chunks of one request's documents; max_batch_size counts their pairs (batch_size_fn), so a model
+    # call holds at most that many pairs whether they come from one request or several.
+    @serve.batch(
+        max_batch_size=BatchingArgs().max_batch_size,
+        batch_wait_timeout_s=BatchingArgs().batch_wait_timeout_s,
+        batch_size_fn=lambda chunks: sum(len(titles) for _, titles, _ in chunks),
+    )
+    async def _score_chunks(self, chunks: list[tuple[str, list[str], list[str]]]) -> list[list[float]]:
+        pairs = [
+            (query, *document)
+            for query, titles, summaries in chunks
+            for document in zip(titles, summaries, strict=True)
+        ]
         self.counters["batches"] += 1
         self.counters["pairs"] += len(pairs)
         # In a thread, so the event loop keeps accepting requests (they queue up for the next batch) meanwhile.
-        return await asyncio.to_thread(self._score_isolated, pairs)
+        scores = await asyncio.to_thread(self._score_isolated, pairs)
+        ends = np.cumsum([len(titles) for _, titles, _ in chunks])
+        return [scores[end - len(titles) : end] for end, (_, titles, _) in zip(ends, chunks, strict=True)]
 
     def _score_isolated(self, pairs: list[tuple[str, str, str]]) -> list[float]:
         """The batch's scores; if the batch fails, pair by pair, NaN where a pair fails, so that one request's
