@@ -20,6 +20,15 @@ def test_round_trip_through_a_file_uri(tmp_path):
     assert io.read_table(tmp_path / "nested/scores.parquet").equals(table(3))
 
 
+def test_row_groups_are_bounded_so_a_part_of_a_file_reads_as_little(tmp_path, monkeypatch):
+    import pyarrow.parquet as pq
+
+    monkeypatch.setattr(io, "ROW_GROUP_ROWS", 4)
+    io.write_table(table(10), tmp_path / "pool.parquet")
+    groups = pq.ParquetFile(tmp_path / "pool.parquet").metadata
+    assert [groups.row_group(i).num_rows for i in range(groups.num_row_groups)] == [4, 4, 2]
+
+
 def test_a_folder_of_shards_reads_in_name_order(tmp_path):
     io.write_table(table(2, start=2), tmp_path / "labels/shard-0001.parquet")
     io.write_table(table(2, start=0), tmp_path / "labels/shard-0000.parquet")

@@ -98,18 +98,25 @@ def parquet_rows(uri: str | Path) -> int:
     return sum(pq.read_metadata(path, filesystem=fs).num_rows for path in parquet_files(uri))
 
 
+# Parquet is read a row group at a time at the least, so a reader of part of a file (a labeling shard: 1,000 rows)
+# holds a whole row group: pyarrow's default of 1 Mi rows made the shard readers' memory grow with the pool (947 MiB
+# at 1.26 M rows against 534 at 126 k, benchmarks/scale.py). 64 Ki rows bounds it at any pool size.
+ROW_GROUP_ROWS = 65_536
+
+
 def _hidden(relative: str) -> bool:
     """Temporary (``.tmp-*``) and bookkeeping (``_SUCCESS``-style) files are not shards, at any depth."""
     return any(part.startswith((".", "_")) for part in relative.split("/") if part)
 
 
 def write_table(table: pa.Table, uri: str | Path) -> str:
-    """Write ``table`` as one Parquet file, atomically (temporary name, then rename). Returns the path written."""
+    """Write ``table`` as one Parquet file, atomically (temporary name, then rename), in row groups of at most
+    ``ROW_GROUP_ROWS`` rows. Returns the path written."""
     fs, path = resolve(uri)
     parent = path.rsplit("/", 1)[0]
     fs.create_dir(parent, recursive=True)
     tmp = f"{parent}/.tmp-{uuid.uuid4().hex}.parquet"
-    pq.write_table(table, tmp, filesystem=fs)
+    pq.write_table(table, tmp, filesystem=fs, row_group_size=ROW_GROUP_ROWS)
     fs.move(tmp, path)
     return str(uri)
 
