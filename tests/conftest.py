@@ -25,6 +25,14 @@ def smoke_inputs(tmp_path_factory, wordnet_dir) -> dict[str, str]:
     return build_smoke_inputs(tmp_path_factory.mktemp("smoke"), wordnet_dir=str(wordnet_dir))
 
 
+@pytest.fixture(scope="session")
+def tiny_student_dir(tmp_path_factory) -> str:
+    """A tiny BERT cross-encoder folder built from a config (read-only: tests that change weights copy it)."""
+    from disranker.testing.tiny import build_tiny_student
+
+    return build_tiny_student(tmp_path_factory.mktemp("tiny_student"))
+
+
 @pytest.fixture(scope="module")
 def ray_start_2_cpus(monkeypatch_module):
     """A local Ray with 2 CPUs and a small object store, shut down after the module's tests.

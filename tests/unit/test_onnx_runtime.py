@@ -95,10 +95,8 @@ LOOSE = {"min_spearman": 0.8, "min_top10_agreement": 0.6}
 
 
 @pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    from disranker.testing.tiny import build_tiny_student
-
-    return build_tiny_student(tmp_path_factory.mktemp("student"))
+def tiny_dir(tiny_student_dir):
+    return tiny_student_dir
 
 
 @pytest.fixture(scope="module")
