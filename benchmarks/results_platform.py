@@ -43,8 +43,9 @@ def serve_load(data: dict) -> list[str]:
         "## Serving: the endpoint's runtimes against sentence-transformers (`benchmarks/serve_load.py`)",
         "",
         f"Model `{a['model']}`; {a['requests']} requests of {a['docs']} documents from `{a['judgments']}` (real demo "
-        f"test queries), at concurrency {', '.join(map(str, a['concurrency']))}; one model replica and every anchor on "
-        f"{a['threads']} threads, max_length {a['max_length']}; {data['cpu']}. pairs/s: the endpoint's best level, "
+        f"test queries), at concurrency {', '.join(map(str, a['concurrency']))}; one model replica (batches of up to "
+        f"{a['max_batch_size']} pairs, forwards of {a['forward_batch_size']}) and every anchor on {a['threads']} "
+        f"threads, max_length {a['max_length']}; {data['cpu']}. pairs/s: the endpoint's best level, "
         "sentence-transformers' `predict` over all pairs at batch 32 (no HTTP); p50 / p99: one request at a time. "
         "Agreement with torch fp32 on the same requests; gate: Spearman ≥ 0.99, top-10 ≥ 0.95 and, for the endpoint, "
         "its replica serving the runtime after its own check on the dev split.",
@@ -80,7 +81,7 @@ def serve_load(data: dict) -> list[str]:
         for n, r in runtimes.items():
             if "breakdown" in r:
                 lines.append(f"| {n} | " + " | ".join(f"{ms:.0f}" for ms in r["breakdown"].values()) + " |")
-    return lines
+    return lines + [line for note in data.get("notes", []) for line in ("", note)]
 
 
 def onnx_agreement(data: dict) -> list[str]:
