@@ -6,6 +6,7 @@ unchanged under ``ray job submit`` (Ray is already initialised there, or ``scali
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,10 +55,22 @@ class RunSection:
             raise ConfigError("'run.checkpoint_every_steps' must be ≥ 1")
 
 
+# Ray's own switch for its Prometheus metrics (``RAY_enable_metrics_collection``): set it to keep them on locally.
+METRICS_SWITCH = "RAY_enable_metrics_collection"
+
+
 def ensure_ray(address: str | None = None, **init_kwargs: Any) -> None:
-    """Connect to ``address`` or start an embedded local Ray, unless this process is already connected."""
+    """Connect to ``address`` or start an embedded local Ray, unless this process is already connected.
+
+    An embedded Ray starts with its metrics collection off: on one machine nothing scrapes them, and Ray Data's
+    ``_StatsActor`` kept growing with a run's length while it recorded them (210 → 316 MiB from a tenth of the full
+    pool's labeling run to all of it, benchmarks/scale.py); a cluster keeps its own setting. The switch goes through
+    the environment, which the local Ray's processes inherit, because ``ray.init(_system_config=…)`` fails when a
+    ``ray start`` cluster on this machine is found and joined instead."""
     import ray
 
     if ray.is_initialized():
         return
+    if address is None and not os.environ.get("RAY_ADDRESS"):
+        os.environ.setdefault(METRICS_SWITCH, "0")
     ray.init(address=address, **init_kwargs)

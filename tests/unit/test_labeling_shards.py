@@ -8,9 +8,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from disranker.config import ConfigError, load_config
 from disranker.labeling import LabelConfig
+from disranker.labeling import shards as shard_plan
 from disranker.labeling.shards import ShardAssembler, plan_shards, read_shard
 
 CONFIGS = Path(__file__).parents[2] / "jobs" / "configs"
@@ -84,6 +87,22 @@ def test_an_invalid_row_does_not_shadow_a_later_valid_copy_of_its_key(tmp_path):
     assert reasons[0] == "query: ' ' is empty or whitespace-only"
     assert reasons[1] is None  # before: rejected as a repeat of the invalid row 0
     assert reasons[2] == "duplicate (query_id, doc_id) ('q', 'd1'), first seen at row 1"
+
+
+@settings(max_examples=60, deadline=None)
+@given(bounds=st.tuples(st.integers(0, 23), st.integers(1, 24)).filter(lambda b: b[0] < b[1]))
+def test_read_row_range_equals_a_slice_of_the_whole_file(tmp_path_factory, bounds):
+    path = tmp_path_factory.getbasetemp() / "range" / "pool.parquet"
+    if not path.exists():
+        _pool(path, list(range(24)))  # row groups of 3
+    start, stop = bounds
+    original = shard_plan.READ_BATCH_ROWS
+    shard_plan.READ_BATCH_ROWS = 2  # batches that straddle the range's ends and the row groups' ends
+    try:
+        rows = shard_plan.read_row_range(str(path), start, stop)
+    finally:
+        shard_plan.READ_BATCH_ROWS = original
+    assert rows["doc_id"].to_pylist() == [f"d{i}" for i in range(start, stop)]
 
 
 def test_read_shard_slices_across_row_groups_and_marks_rejected_rows(tmp_path):

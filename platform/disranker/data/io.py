@@ -121,6 +121,20 @@ def write_table(table: pa.Table, uri: str | Path) -> str:
     return str(uri)
 
 
+def write_row_groups(parts: list[pa.Table], uri: str | Path) -> str:
+    """Write ``parts`` (one schema) as one Parquet file, each part its own row group (so a reader can take part ``i``
+    alone with ``read_row_group(i)``), atomically as ``write_table``. Returns the path written."""
+    fs, path = resolve(uri)
+    parent = path.rsplit("/", 1)[0]
+    fs.create_dir(parent, recursive=True)
+    tmp = f"{parent}/.tmp-{uuid.uuid4().hex}.parquet"
+    with pq.ParquetWriter(tmp, parts[0].schema, filesystem=fs) as writer:
+        for part in parts:
+            writer.write_table(part, row_group_size=max(part.num_rows, 1))
+    fs.move(tmp, path)
+    return str(uri)
+
+
 def write_json(obj: Any, uri: str | Path) -> str:
     return write_text(json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n", uri)
 

@@ -32,6 +32,7 @@ from disranker.labeling.pool_keys import repeated_keys
 LABELS_DIR, REJECTED_DIR = "labels", "rejected"
 # Reasons the scorer gives (labeling.backends): a rerun retries these rows; validation rejections are final.
 SCORER_REASONS = ("teacher failed: ", "teacher_score: ")
+READ_BATCH_ROWS = 1024  # rows decoded at once when a shard part is read out of a larger row group
 
 
 @dataclass(frozen=True)
@@ -128,13 +129,7 @@ def read_shard(shard_json: str) -> pa.Table:
     """The rows of one shard (``Shard.to_json``) in the flow layout (module docstring), validated as pool rows."""
     item = json.loads(shard_json)
     shard = Shard(**{**item, "duplicates": tuple(tuple(pair) for pair in item["duplicates"])})
-    fs, path = io.resolve(shard.file)
-    parquet = pq.ParquetFile(path, filesystem=fs)
-    ends = np.cumsum([parquet.metadata.row_group(i).num_rows for i in range(parquet.num_row_groups)])
-    first, last = int(np.searchsorted(ends, shard.start, "right")), int(np.searchsorted(ends, shard.stop - 1, "right"))
-    skip = shard.start - (int(ends[first - 1]) if first else 0)
-    rows = parquet.read_row_groups(list(range(first, last + 1))).slice(skip, shard.num_rows)
-
+    rows = read_row_range(shard.file, shard.start, shard.stop)
     checked = validate_table(rows, "pool")
     reasons = {int(r["row"]): r["reason"] for r in checked.rejected.select(["row", "reason"]).to_pylist()}
     reasons.update({row - shard.offset: reason for row, reason in shard.duplicates})  # pool-wide check wins
@@ -153,6 +148,27 @@ def read_shard(shard_json: str) -> pa.Table:
         "_record": pa.array(record_column, pa.string()),
     }
     return pa.table(flow)
+
+
+def read_row_range(file: str, start: int, stop: int) -> pa.Table:
+    """Rows ``[start, stop)`` of a Parquet file, decoded ``READ_BATCH_ROWS`` at a time.
+
+    Why not ``read_row_groups(...).slice(...)``: a part of a few hundred rows would decode its whole row group (64 Ki
+    rows, more in files written elsewhere), so each read task's memory followed the pool's row groups, not the part."""
+    fs, path = io.resolve(file)
+    parquet = pq.ParquetFile(path, filesystem=fs)
+    ends = np.cumsum([parquet.metadata.row_group(i).num_rows for i in range(parquet.num_row_groups)], dtype=np.int64)
+    first, last = int(np.searchsorted(ends, start, "right")), int(np.searchsorted(ends, stop - 1, "right"))
+    position = int(ends[first - 1]) if first else 0  # the file row of the next batch's first row
+    kept = []
+    for batch in parquet.iter_batches(batch_size=READ_BATCH_ROWS, row_groups=list(range(first, last + 1))):
+        low, high = max(start - position, 0), min(stop - position, batch.num_rows)
+        if high > low:
+            kept.append(batch.slice(low, high - low))
+        position += batch.num_rows
+        if position >= stop:
+            break
+    return pa.Table.from_batches(kept, schema=parquet.schema_arrow)
 
 
 class ShardAssembler:

@@ -134,8 +134,11 @@ def write_groups(uri: str, contract: str, target_column: str, out: str) -> Group
         out_fs.delete_dir_contents(out_path)
     staging = io.join(out, "_buckets")  # hidden from readers of ``out`` (a leading ``_``), removed when done
     split, group = ray.remote(_split_file), ray.remote(_group_bucket)
-    ray.get([split.remote(uri, file, index, buckets, staging) for index, file in enumerate(files)])
-    written = ray.get([group.remote(uri, staging, bucket, out, contract, target_column) for bucket in range(buckets)])
+    present = ray.get([split.remote(uri, file, index, buckets, staging) for index, file in enumerate(files)])
+    sources = _bucket_sources(present, buckets)
+    written = ray.get(
+        [group.remote(staging, bucket, sources[bucket], out, contract, target_column) for bucket in range(buckets)]
+    )
     out_fs.delete_dir(io.resolve(staging)[1])
     groups = Groups(
         uri=out,
@@ -150,8 +153,11 @@ def write_groups(uri: str, contract: str, target_column: str, out: str) -> Group
     return groups
 
 
-def _split_file(uri: str, file: str, index: int, buckets: int, staging: str) -> None:
-    """Pass 1: input file ``index``'s rows into ``staging/<bucket>/<index>.parquet`` by query key."""
+def _split_file(uri: str, file: str, index: int, buckets: int, staging: str) -> np.ndarray:
+    """Pass 1: input file ``index``'s rows into ``staging/<index>.parquet``, one row group per bucket of query key, in
+    bucket order; returns the buckets present (row group ``i`` holds bucket ``present[i]``).
+
+    One staging file per input file, not per (file, bucket): the pairs grow with the square of the table."""
     import pyarrow.parquet as pq
 
     fs, _ = io.resolve(uri)
@@ -164,17 +170,42 @@ def _split_file(uri: str, file: str, index: int, buckets: int, staging: str) -> 
     order = np.argsort(bucket_of, kind="stable")
     present, starts = np.unique(bucket_of[order], return_index=True)
     ordered = table.take(pa.array(order))
-    for bucket, start, end in zip(present, starts, [*starts[1:], len(order)], strict=True):
-        io.write_table(ordered.slice(start, end - start), io.join(staging, f"{bucket:05d}", f"{index:05d}.parquet"))
+    ends = [*starts[1:], len(order)]
+    if len(order):
+        io.write_row_groups(
+            [ordered.slice(a, b - a) for a, b in zip(starts, ends, strict=True)], _staged(staging, index)
+        )
+    return present
 
 
-def _group_bucket(uri: str, staging: str, bucket: int, out: str, contract: str, target_column: str) -> tuple[int, int]:
-    """Pass 2: every part of one bucket (whole queries) as group rows in ``out/part-<bucket>.parquet``; returns the
+def _bucket_sources(present: list[np.ndarray], buckets: int) -> list[list[tuple[int, int]]]:
+    """For each bucket, the (staging file, row group) pairs that hold its rows."""
+    sources: list[list[tuple[int, int]]] = [[] for _ in range(buckets)]
+    for index, file_buckets in enumerate(present):
+        for row_group, bucket in enumerate(file_buckets.tolist()):
+            sources[bucket].append((index, row_group))
+    return sources
+
+
+def _staged(staging: str, index: int) -> str:
+    return io.join(staging, f"{index:05d}.parquet")
+
+
+def _group_bucket(
+    staging: str, bucket: int, sources: list[tuple[int, int]], out: str, contract: str, target_column: str
+) -> tuple[int, int]:
+    """Pass 2: one bucket's row groups (whole queries) as group rows in ``out/part-<bucket>.parquet``; returns the
     (queries, documents) written."""
-    part = io.join(staging, f"{bucket:05d}")
-    if not io.exists(part):
+    import pyarrow.parquet as pq
+
+    if not sources:
         return 0, 0
-    grouped = to_group_rows(io.read_table(part), contract, target_column)
+    fs, _ = io.resolve(staging)
+    parts = [
+        pq.ParquetFile(io.resolve(_staged(staging, index))[1], filesystem=fs).read_row_group(row_group)
+        for index, row_group in sources
+    ]
+    grouped = to_group_rows(pa.concat_tables(parts, promote_options="default"), contract, target_column)
     if grouped.num_rows:
         io.write_table(grouped, io.join(out, f"part-{bucket:05d}.parquet"))
     return grouped.num_rows, int(pc.sum(grouped["n_docs"]).as_py() or 0)

@@ -1,0 +1,56 @@
+"""The grouping step's two passes as plain functions (``write_groups`` runs them as Ray tasks)."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from disranker.data import io
+from disranker.data.schemas import stable_keys
+from disranker.training import groups
+
+
+def _judgments(n_queries: int, docs: range) -> pa.Table:
+    rows = [
+        {
+            "query_id": f"q{q}",
+            "query": f"query {q}",
+            "doc_id": f"d{d}",
+            "title": "",
+            "summary": f"doc {d}",
+            "label": d % 3,
+        }
+        for q in range(n_queries)
+        for d in reversed(docs)
+    ]
+    return pa.Table.from_pylist(rows).cast(
+        pa.schema(
+            [*[(c, pa.string()) for c in ("query_id", "query", "doc_id", "title", "summary")], ("label", pa.int32())]
+        )
+    )
+
+
+def test_each_input_file_is_staged_once_with_a_row_group_per_bucket(tmp_path):
+    files = []
+    for index, table in enumerate([_judgments(12, range(3)), _judgments(3, range(3, 6))]):
+        files.append(io.write_table(table, tmp_path / "in" / f"part-{index}.parquet"))
+    staging = str(tmp_path / "staging")
+    present = [groups._split_file(str(tmp_path / "in"), file, i, 4, staging) for i, file in enumerate(files)]
+
+    assert sorted(p.name for p in (tmp_path / "staging").iterdir()) == ["00000.parquet", "00001.parquet"]
+    for index, buckets in enumerate(present):
+        staged = pq.ParquetFile(tmp_path / "staging" / f"{index:05d}.parquet")
+        assert staged.num_row_groups == len(buckets)
+        for row_group, bucket in enumerate(buckets):
+            ids = staged.read_row_group(row_group)["query_id"].to_pylist()
+            assert set((stable_keys(ids) % 4).tolist()) == {bucket}
+
+    sources = groups._bucket_sources(present, 4)
+    written = [
+        groups._group_bucket(staging, b, sources[b], str(tmp_path / "out"), "judgments", "label") for b in range(4)
+    ]
+    assert sum(q for q, _ in written) == 12 and sum(d for _, d in written) == 12 * 3 + 9
+    table = io.read_table(str(tmp_path / "out"))
+    assert sorted(table["query_id"].to_pylist()) == sorted(f"q{q}" for q in range(12))  # each query once, whole
+    q0 = table.filter(pa.compute.equal(table["query_id"], "q0")).to_pylist()[0]
+    assert q0["n_docs"] == 6 and q0["label"] == [0.0, 1.0, 2.0, 0.0, 1.0, 2.0]  # both files' rows, by doc_id
