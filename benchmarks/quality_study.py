@@ -40,17 +40,18 @@ from disranker.teacher.config import TeacherConfig
 from quality_claims import claims, plot_learning_curve, summarize  # benchmarks/ is first on sys.path
 
 SINGLE_LOSSES = ("point", "margin")
+# CPT reads its clicks on the worker; SFT and the students leave Ray a quarter CPU for the tasks that stream their
+# query groups (still two torch threads).
 ONE_WORKER = ["scaling.num_workers=1", "scaling.cpus_per_worker=2"]
-# A student leaves Ray a quarter CPU for the tasks that stream its training data (still two torch threads).
-ONE_STUDENT_WORKER = ["scaling.num_workers=1", "scaling.cpus_per_worker=1.75"]
+ONE_STREAMED_WORKER = ["scaling.num_workers=1", "scaling.cpus_per_worker=1.75"]
 
 
-def teacher_overrides(args) -> list[str]:
+def teacher_overrides(args, scaling: list[str]) -> list[str]:
     return [
         f"training.max_length={args.max_length}",
         f"training.precision={args.precision}",
         f"run.checkpoint_every_steps={10**6}",  # epoch-end checkpoints only: each one is ~1.6 GB here
-        *ONE_WORKER,
+        *scaling,
     ]
 
 
@@ -63,7 +64,7 @@ def student_overrides(args, seed: int, epochs: int) -> list[str]:
         f"training.groups_per_batch={args.groups_per_batch}",
         f"training.seed={seed}",
         f"training.precision={args.precision}",
-        *ONE_STUDENT_WORKER,
+        *ONE_STREAMED_WORKER,
     ]
 
 
@@ -98,7 +99,7 @@ class Study:
             "training.batch_size=2",
             "training.grad_accumulation=1",
             "training.warmup_steps=10",
-            *teacher_overrides(a),
+            *teacher_overrides(a, ONE_STREAMED_WORKER),
         ]
         return self.stage(name, teacher_train.run, TeacherConfig, "jobs/configs/teacher_sft.yaml", overrides)
 
@@ -196,7 +197,7 @@ def main(argv: list[str] | None = None) -> None:
         "training.batch_size=8",
         "training.grad_accumulation=1",
         f"training.warmup_steps={max(1, args.cpt_steps // 10)}",
-        *teacher_overrides(args),
+        *teacher_overrides(args, ONE_WORKER),
     ]
     cpt = study.stage("teacher_cpt", teacher_train.run, TeacherConfig, "jobs/configs/teacher_cpt.yaml", cpt_overrides)
     budgets = []

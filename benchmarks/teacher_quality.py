@@ -114,7 +114,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sft-batch-size", type=int, default=1, help="SFT query groups per worker and step")
     parser.add_argument("--group-size", type=int, default=8, help="SFT docs per query group")
     parser.add_argument("--workers", type=int, default=1, help="Ray Train workers")
-    parser.add_argument("--cpus-per-worker", type=float, default=2, help="CPUs (and torch threads) per worker")
+    parser.add_argument(
+        "--cpus-per-worker", type=float, default=1.75, help="CPUs per worker (⌈·⌉ torch threads; SFT leaves Ray 0.25)"
+    )
     parser.add_argument("--max-length", type=int, default=128, help="tokens per teacher text")
     parser.add_argument("--cpt-max-length", type=int, default=128, help="CPT tokens (prompt + target: needs room)")
     parser.add_argument("--test-queries", type=int, default=200, help="test queries sampled (0: all)")

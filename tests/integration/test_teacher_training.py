@@ -67,15 +67,16 @@ def test_cpt_loss_falls_and_a_killed_run_resumes_from_its_checkpoint(ray_start_2
 
 
 def test_sft_loss_falls_and_dev_pnr_beats_the_untrained_head(ray_start_2_cpus, workdir):
-    config = smoke_config("sft", workdir, "training.epochs=3", "run.checkpoint_every_steps=100")
+    config = smoke_config("sft", workdir, "training.epochs=4", "run.checkpoint_every_steps=100")
     out = train.run(config)
 
     final = lineage.read_lineage(out)["metrics"]
     losses = [point["loss"] for point in final["loss_curve"]]
-    assert final["steps_per_epoch"] == 8  # ⌈60 train queries / 2 workers / 4 groups per batch⌉
-    assert len(losses) == 3 * final["steps_per_epoch"]
+    # the 60 train queries split by key over 2 workers; each runs the smaller share: ⌈26 / 4 groups per batch⌉
+    assert final["groups_per_worker"] == [34, 26] and final["steps_per_epoch"] == 7
+    assert len(losses) == 4 * final["steps_per_epoch"]
     assert np.mean(losses[-3:]) < np.mean(losses[:3])
-    assert [h["epoch"] for h in final["dev"]] == [0, 1, 2]
+    assert [h["epoch"] for h in final["dev"]] == [0, 1, 2, 3]
     assert final["best"]["ndcg@10"] == max(h["ndcg@10"] for h in final["dev"])
 
     dev = io.read_table(workdir / "corpus" / "judgments" / "dev.parquet")
@@ -99,10 +100,10 @@ def test_sft_loss_falls_and_dev_pnr_beats_the_untrained_head(ray_start_2_cpus, w
 
 
 def test_sft_killed_mid_epoch_or_in_its_dev_pass_ends_with_the_uninterrupted_weights(ray_start_2_cpus, workdir):
-    # 8 steps per epoch, a checkpoint every 4: both failures resume from step 4 (the step-8 checkpoint follows the dev
+    # 7 steps per epoch, a checkpoint every 4: both failures resume from step 4 (the step-7 checkpoint follows the dev
     # pass, so a failure inside that pass loses it too).
     faults = {"uninterrupted": None, "mid_epoch": FaultInjection(after_step=6),
-              "dev_pass": FaultInjection(after_step=8, in_dev_pass=True)}  # fmt: skip
+              "dev_pass": FaultInjection(after_step=7, in_dev_pass=True)}  # fmt: skip
     finals, weights = {}, {}
     for name, fault in faults.items():
         config = smoke_config("sft", workdir, f"output_dir={workdir / name}", "training.epochs=2",
@@ -113,7 +114,7 @@ def test_sft_killed_mid_epoch_or_in_its_dev_pass_ends_with_the_uninterrupted_wei
     assert finals["uninterrupted"]["resumed_from_steps"] == []
     assert finals["mid_epoch"]["resumed_from_steps"] == finals["dev_pass"]["resumed_from_steps"] == [4]
     for name in ("mid_epoch", "dev_pass"):
-        assert finals[name]["step"] == 16 and [d["epoch"] for d in finals[name]["dev"]] == [0, 1]
+        assert finals[name]["step"] == 14 and [d["epoch"] for d in finals[name]["dev"]] == [0, 1]
         assert finals[name]["best"] == finals["uninterrupted"]["best"]
         for key, value in weights["uninterrupted"].items():
             np.testing.assert_allclose(weights[name][key].numpy(), value.numpy(), atol=1e-6, err_msg=key)

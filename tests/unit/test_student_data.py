@@ -6,23 +6,13 @@ from __future__ import annotations
 
 import pyarrow as pa
 import pytest
+from tests.fake_shard import FakeShard
 
 from disranker.data import io, schemas
 from disranker.data.schemas import stable_keys
 from disranker.data.validate import rejected_table
 from disranker.student.data import StreamedGroups, training_table
 from disranker.training.groups import Groups, group_schema, to_group_rows
-
-
-class FakeShard:
-    """What ``ray.train.get_dataset_shard`` returns, reduced to the one call the loader makes."""
-
-    def __init__(self, table: pa.Table):
-        self.table = table
-
-    def iter_batches(self, batch_size: int, batch_format: str):
-        for start in range(0, self.table.num_rows, batch_size):
-            yield self.table.slice(start, batch_size)
 
 
 def query_rows(sizes: list[int]) -> pa.Table:

@@ -7,6 +7,7 @@ import json
 import pyarrow as pa
 import pytest
 import torch
+from tests.fake_shard import FakeShard
 
 from disranker.config import ConfigError, load_config
 from disranker.data import io
@@ -16,6 +17,7 @@ from disranker.teacher import data
 from disranker.teacher.backends import fill_auto
 from disranker.teacher.config import DeepSpeedSection, TeacherConfig, deepspeed_preset_text
 from disranker.testing.tiny import build_tiny_teacher
+from disranker.training.groups import Groups, to_group_rows
 
 
 @pytest.fixture(scope="module")
@@ -64,6 +66,36 @@ def test_query_groups_mix_labels_and_skip_single_label_queries():
     (group,) = groups
     assert sorted(group.labels) == [0, 0, 2, 4]  # round-robin over labels takes each label before repeating one
     assert group.query == "question q1"
+
+
+def group_rows(rows: list[tuple[str, str, int]]) -> pa.Table:
+    """``judgments(rows)`` as the SFT group table the workers stream (``training.groups``)."""
+    return to_group_rows(judgments(rows), "judgments", "label")
+
+
+SPREAD = [(f"q{q}", f"d{d}", d % 3) for q in range(6) for d in range(5)] + [("q6", "e1", 1), ("q6", "e2", 1)]
+
+
+def test_streamed_label_groups_replay_an_epoch_and_draw_new_negatives_the_next():
+    stream = data.StreamedLabelGroups(FakeShard(group_rows(SPREAD)), group_size=3, seed=0, shuffle_buffer=4)
+    epoch0 = [(g.query, g.titles) for g in stream.groups(0)]
+    assert len(epoch0) == 6  # q6 has one label only: no group
+    assert epoch0 == [(g.query, g.titles) for g in stream.groups(0)]  # a resumed epoch sees the same order
+    assert epoch0 != [(g.query, g.titles) for g in stream.groups(1)]
+    for group in stream.groups(0):
+        assert sorted(group.labels) == [0, 1, 2]  # one doc of each label before any label repeats
+
+
+def test_rankable_queries_count_each_workers_queries_with_two_labels(tmp_path):
+    table = group_rows(SPREAD)
+    io.write_table(table, tmp_path / "groups" / "part-00000.parquet")
+    groups = Groups(uri=str(tmp_path / "groups"), target_column="label", queries=7, rows_in=32, rows=32)
+    keys = dict(zip(table["query_id"].to_pylist(), table["key"].to_pylist(), strict=True))
+    expected = [sum(keys[f"q{q}"] % 2 == rank for q in range(6)) for rank in range(2)]
+    assert data.rankable_queries(groups, 2, groups.key_limit(None)) == expected and sum(expected) == 6
+    smallest = sorted(keys.values())[:3]  # with a limit, only the queries of smallest key (q6's has no pair)
+    kept = [q for q in range(6) if keys[f"q{q}"] <= smallest[-1]]
+    assert sum(data.rankable_queries(groups, 2, smallest[-1])) == len(kept)
 
 
 def test_collate_groups_scatters_scores_into_masked_slots(tiny):

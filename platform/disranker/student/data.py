@@ -3,7 +3,7 @@
 The training table reaches a worker as its share of a Ray Dataset with one row per query (``training.groups``), and
 is streamed: no worker holds the table. Per epoch, each query's docs are shuffled (seeded by seed, epoch and the
 query's key) and cut into groups of ``group_size`` (the last one padded, ``mask`` False); the groups pass through a
-shuffle buffer of ``SHUFFLE_BUFFER`` groups seeded by (seed, epoch); each ``groups_per_batch`` of them make a step.
+shuffle buffer seeded by (seed, epoch) (``training.streams``); each ``groups_per_batch`` of them make a step.
 The stream a worker receives is the same in every attempt, so the order is a pure function of ``(seed, epoch)`` and a
 resumed run skips exactly the groups it had already trained on. Every worker runs ``steps_per_epoch`` steps (DDP
 needs equal steps): the groups past that on a worker with a larger share are left out of that epoch, a different few
@@ -24,11 +24,7 @@ from disranker.data import io
 from disranker.labeling.output_claim import PLAN_FILE
 from disranker.labeling.shards import LABELS_DIR
 from disranker.models.text import encode_student
-
-# Why a buffer of our own and not Ray Data's local shuffle: a resume must replay the order exactly, and ours is a
-# function of the seed and the stream alone.
-SHUFFLE_BUFFER = 1024
-ROWS_PER_READ = 256  # query rows per batch read from the worker's stream
+from disranker.training.streams import SHUFFLE_BUFFER, query_rows, shuffled
 
 
 @dataclass
@@ -71,16 +67,7 @@ class StreamedGroups:
 
     def groups(self, epoch: int) -> Iterator[Group]:
         """This epoch's groups in training order (see the module docstring)."""
-        rng = np.random.default_rng([self.seed, epoch])
-        buffer: list[Group] = []
-        for group in self._cut(epoch):
-            if len(buffer) < self.shuffle_buffer:
-                buffer.append(group)
-                continue
-            slot = int(rng.integers(len(buffer)))
-            yield buffer[slot]
-            buffer[slot] = group
-        yield from (buffer[i] for i in rng.permutation(len(buffer)))
+        return shuffled(self._cut(epoch), np.random.default_rng([self.seed, epoch]), self.shuffle_buffer)
 
     def batches(self, epoch: int, tokenizer, max_length: int, start_step: int = 0) -> Iterator[GroupBatch]:
         """This worker's batches of ``epoch`` from step ``start_step`` on (a resumed epoch skips the done steps)."""
@@ -97,20 +84,17 @@ class StreamedGroups:
             yield make_batch(chunk, tokenizer, max_length, self.group_size)
 
     def _cut(self, epoch: int) -> Iterator[Group]:
-        for table in self.shard.iter_batches(batch_size=ROWS_PER_READ, batch_format="pyarrow"):
-            columns = [table[name].to_pylist() for name in ("query_id", "key", "query", "titles", "summaries")]
-            targets = table[self.target_column].to_pylist()
-            for query_id, key, query, titles, summaries, values in zip(*columns, targets, strict=True):
-                order = np.random.default_rng([self.seed, epoch, key]).permutation(len(titles))
-                for n, start in enumerate(range(0, len(order), self.group_size)):
-                    docs = order[start : start + self.group_size]
-                    yield Group(
-                        id=f"{query_id}#{n}",
-                        query=query,
-                        titles=[titles[d] for d in docs],
-                        summaries=[summaries[d] for d in docs],
-                        targets=[values[d] for d in docs],
-                    )
+        for query_id, key, query, titles, summaries, values in query_rows(self.shard, self.target_column):
+            order = np.random.default_rng([self.seed, epoch, key]).permutation(len(titles))
+            for n, start in enumerate(range(0, len(order), self.group_size)):
+                docs = order[start : start + self.group_size]
+                yield Group(
+                    id=f"{query_id}#{n}",
+                    query=query,
+                    titles=[titles[d] for d in docs],
+                    summaries=[summaries[d] for d in docs],
+                    targets=[values[d] for d in docs],
+                )
 
 
 def make_batch(groups: list[Group], tokenizer, max_length: int, group_size: int) -> GroupBatch:

@@ -1,14 +1,17 @@
 """Training examples for the teacher: CPT sequences from clicks and SFT query groups from judgments.
 
 CPT: one example per click, ``models.text.encode_cpt`` (prompt labels are -100, so only the clicked document's
-title + summary + EOS carry loss). SFT: one group per query and epoch, ``group_size`` judged docs drawn across the
-query's labels so every group holds ordered pairs; queries whose docs all share one label teach a rank loss nothing
-and are left out (counted in ``GroupStats``).
+title + summary + EOS carry loss); each worker reads the click table and takes its every ``world_size``-th example.
+SFT: the judgments reach each worker as its share of the group table (one row per query, ``training.groups``),
+streamed (``StreamedLabelGroups``): one group per query and epoch, ``group_size`` judged docs drawn across the query's
+labels so every group holds ordered pairs; queries whose docs all share one label teach a rank loss nothing and are
+left out (``rankable_queries`` counts the rest).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,6 +23,8 @@ from disranker.data.validate import validate_table
 from disranker.models.packing import pack_groups
 from disranker.models.text import cpt_prompt, encode_cpt, encode_teacher
 from disranker.teacher.config import TeacherConfig
+from disranker.training.groups import Groups
+from disranker.training.streams import SHUFFLE_BUFFER, query_rows, shuffled
 
 
 def stage_inputs(config: TeacherConfig) -> dict[str, tuple[str, str]]:
@@ -110,11 +115,35 @@ class GroupStats:
     groups: int  # queries with at least two different labels (the ones a rank loss can learn from)
 
 
+def label_group(
+    query: str, titles: list[str], summaries: list[str], labels: list, group_size: int, rng: np.random.Generator
+) -> QueryGroup | None:
+    """Up to ``group_size`` of one query's docs taken round-robin over its labels, highest label first, each label's
+    docs in an order drawn from ``rng``; None when all docs share one label (no ordered pair to learn from)."""
+    by_label: dict[int, list[int]] = defaultdict(list)
+    for doc, label in enumerate(labels):
+        by_label[int(label)].append(doc)
+    if len(by_label) < 2:
+        return None
+    buckets = [[docs[i] for i in rng.permutation(len(docs))] for _, docs in sorted(by_label.items(), reverse=True)]
+    picked: list[int] = []
+    while len(picked) < min(group_size, len(labels)):
+        for bucket in buckets:
+            if bucket and len(picked) < group_size:
+                picked.append(bucket.pop())
+    return QueryGroup(
+        query=query,
+        titles=[titles[d] for d in picked],
+        summaries=[summaries[d] for d in picked],
+        labels=[int(labels[d]) for d in picked],
+    )
+
+
 def query_groups(
     judgments: pa.Table, group_size: int, seed: int, max_queries: int | None = None
 ) -> tuple[list[QueryGroup], GroupStats]:
-    """One group per query (in first-seen order): up to ``group_size`` docs taken round-robin over its labels,
-    highest label first, each label's docs shuffled with ``seed`` (a new seed per epoch gives new negatives)."""
+    """One ``label_group`` per query of an in-memory table (in first-seen order), all drawn from one ``seed``: the
+    benchmarks' fixed batches. Training streams its groups instead (``StreamedLabelGroups``)."""
     rng = np.random.default_rng(seed)
     by_query: dict[str, list[dict]] = defaultdict(list)
     for row in judgments.select(["query_id", "query", "title", "summary", "label"]).to_pylist():
@@ -123,26 +152,42 @@ def query_groups(
     groups = []
     for query_id in query_ids:
         rows = by_query[query_id]
-        by_label: dict[int, list[dict]] = defaultdict(list)
-        for row in rows:
-            by_label[row["label"]].append(row)
-        if len(by_label) < 2:
-            continue
-        buckets = [[docs[i] for i in rng.permutation(len(docs))] for _, docs in sorted(by_label.items(), reverse=True)]
-        picked: list[dict] = []
-        while len(picked) < min(group_size, len(rows)):
-            for bucket in buckets:
-                if bucket and len(picked) < group_size:
-                    picked.append(bucket.pop())
-        groups.append(
-            QueryGroup(
-                query=rows[0]["query"],
-                titles=[r["title"] for r in picked],
-                summaries=[r["summary"] for r in picked],
-                labels=[r["label"] for r in picked],
-            )
-        )
+        columns = ([r[name] for r in rows] for name in ("title", "summary", "label"))
+        group = label_group(rows[0]["query"], *columns, group_size=group_size, rng=rng)
+        if group is not None:
+            groups.append(group)
     return groups, GroupStats(queries=len(query_ids), groups=len(groups))
+
+
+class StreamedLabelGroups:
+    """A worker's share of the SFT group table (``training.groups``, target ``label``) as this epoch's query groups:
+    one ``label_group`` per query with two labels or more, drawn from (seed, epoch, query key) so each epoch brings
+    other negatives, through a shuffle buffer seeded by (seed, epoch): the same order in every attempt."""
+
+    def __init__(self, shard, group_size: int, seed: int, shuffle_buffer: int = SHUFFLE_BUFFER):
+        self.shard, self.group_size, self.seed, self.shuffle_buffer = shard, group_size, seed, shuffle_buffer
+
+    def groups(self, epoch: int) -> Iterator[QueryGroup]:
+        return shuffled(self._drawn(epoch), np.random.default_rng([self.seed, epoch]), self.shuffle_buffer)
+
+    def _drawn(self, epoch: int) -> Iterator[QueryGroup]:
+        for _, key, query, titles, summaries, labels in query_rows(self.shard, "label"):
+            rng = np.random.default_rng([self.seed, epoch, key])
+            group = label_group(query, titles, summaries, labels, self.group_size, rng)
+            if group is not None:
+                yield group
+
+
+def rankable_queries(groups: Groups, world_size: int, key_limit: int) -> list[int]:
+    """Per worker (``key % world_size``), the queries up to ``key_limit`` with at least two labels: its SFT groups
+    per epoch. Reads the table's keys and labels only."""
+    table = io.read_table(groups.uri, columns=["key", "label"])
+    keys, labels = table["key"].to_numpy(), table["label"].combine_chunks()
+    values = labels.flatten().to_numpy(zero_copy_only=False)
+    starts = labels.offsets.to_numpy()[:-1] - labels.offsets[0].as_py()  # every group has a document
+    rankable = np.minimum.reduceat(values, starts) != np.maximum.reduceat(values, starts)
+    kept = rankable & (keys <= key_limit)
+    return [int(kept[keys % world_size == rank].sum()) for rank in range(world_size)]
 
 
 def collate_groups(groups: list[QueryGroup], tokenizer, max_length: int, group_size: int) -> dict[str, torch.Tensor]:

@@ -9,6 +9,7 @@ Resume, checkpoints, the loss curve and keep-best are the loop's (``training.loo
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 
@@ -21,9 +22,11 @@ from disranker.data import io
 from disranker.faults import FaultInjection
 from disranker.models.lora import parameter_counts, with_lora
 from disranker.models.packing import PackedRows, packed_scores, packing_unsupported_reason
+from disranker.runtime import ensure_ray
 from disranker.teacher import data, dev_scoring
 from disranker.teacher.config import TeacherConfig
 from disranker.teacher.losses import rank_loss
+from disranker.training.groups import group_shards, shard_datasets, write_groups
 from disranker.training.loop import BackendTask, LoopSettings, run_loop
 from disranker.training.runner import StageRun, fault_of
 
@@ -42,8 +45,46 @@ def run(config: TeacherConfig, fault: FaultInjection | None = None) -> str:
     if stage_run.done:
         return config.output_dir
     input_counts = data.write_rejections(config)
-    stage_run.fit(train_loop_per_worker, config.scaling, config.run, fault, extra_metrics={"inputs": input_counts})
+    streamed = _sft_groups(config, stage_run) if config.stage == "sft" else {}
+    stage_run.fit(
+        train_loop_per_worker,
+        config.scaling,
+        config.run,
+        fault,
+        extra_metrics={"inputs": input_counts, **streamed.get("metrics", {})},
+        datasets=streamed.get("datasets"),
+        dataset_config=streamed.get("dataset_config"),
+        loop_data=streamed.get("loop_data"),
+    )
     return config.output_dir
+
+
+def _sft_groups(config: TeacherConfig, stage_run: StageRun) -> dict:
+    """The SFT judgments as the group table the workers stream, and each worker's groups per epoch."""
+    ensure_ray(config.scaling.address)
+    groups = write_groups(config.data.train, "judgments", "label", stage_run.work_uri(config.run, "groups"))
+    limit = groups.key_limit(config.data.max_examples)
+    per_worker = data.rankable_queries(groups, config.scaling.num_workers, limit)
+    local, training = min(per_worker), config.training
+    steps = math.ceil(local / training.batch_size) // training.grad_accumulation
+    if steps < 1:
+        raise ValueError(
+            f"{sum(per_worker)} queries with two labels or more, {per_worker} per worker, make fewer micro-batches of "
+            f"{training.batch_size} groups than grad_accumulation={training.grad_accumulation} on the smallest share: "
+            "lower training.batch_size or give more data"
+        )
+    queries = min(groups.queries, config.data.max_examples or groups.queries)
+    return {
+        "datasets": shard_datasets(groups),
+        "dataset_config": group_shards(limit),
+        "loop_data": {
+            "groups_per_worker": local,
+            "groups": sum(per_worker),
+            "queries": queries,
+            "steps_per_epoch": steps,
+        },
+        "metrics": {"train_queries": queries, "groups_per_worker": per_worker},
+    }
 
 
 def train_loop_per_worker(loop_config: dict) -> None:
@@ -53,13 +94,13 @@ def train_loop_per_worker(loop_config: dict) -> None:
     settings = LoopSettings(
         training.epochs, training.log_every_steps, config.run.checkpoint_every_steps, training.select_metric
     )
-    run_loop(TeacherTask(config), settings, fault_of(loop_config))
+    run_loop(TeacherTask(config, loop_config["data"]), settings, fault_of(loop_config))
 
 
 class TeacherTask(BackendTask):
     """The teacher's batches, loss, dev scoring, state and export on one worker (``training.loop.Task``)."""
 
-    def __init__(self, config: TeacherConfig):
+    def __init__(self, config: TeacherConfig, streamed: dict):
         import ray.train
         import ray.train.torch
         from transformers import get_scheduler
@@ -79,7 +120,7 @@ class TeacherTask(BackendTask):
         if config.model.lora is not None:
             model = with_lora(model, config.model.lora, scorer=config.stage == "sft")
         self.parameters = parameter_counts(model)
-        self.epochs = Epochs(config, self.tokenizer, self.rank, self.world, packed=packing_off is None)
+        self.epochs = Epochs(config, self.tokenizer, self.rank, self.world, streamed, packed=packing_off is None)
         self.steps_per_epoch = self.epochs.steps_per_epoch
         self.total_steps = min(self.steps_per_epoch * training.epochs, training.max_steps or math.inf)
         optimizer = build_optimizer(model, config)
@@ -104,7 +145,7 @@ class TeacherTask(BackendTask):
     def summary(self) -> dict:
         summary = {"n_examples": self.epochs.n_examples, "packed": self.epochs.packed, **self.parameters}
         if self.config.stage == "sft":  # a query whose docs all share one label gives no pair
-            summary["queries_without_pairs"] = self.epochs.group_stats.queries - self.epochs.group_stats.groups
+            summary["queries_without_pairs"] = self.epochs.queries_without_pairs
         return summary
 
 
@@ -118,9 +159,11 @@ def _packing_off_reason(config: TeacherConfig, model) -> str | None:
 
 
 class Epochs:
-    """This worker's shard of the training data, cut into the same micro-batches on every rank."""
+    """This worker's share of the training data, cut into the same number of micro-batches on every rank."""
 
-    def __init__(self, config: TeacherConfig, tokenizer, rank: int, world: int, packed: bool = False):
+    def __init__(self, config: TeacherConfig, tokenizer, rank: int, world: int, streamed: dict, packed: bool = False):
+        import ray.train
+
         self.config, self.tokenizer, self.rank, self.world = config, tokenizer, rank, world
         self.packed = packed
         training = config.training
@@ -128,37 +171,36 @@ class Epochs:
             clicks = data.read_valid(config.data.clicks, "clicks")
             examples = data.cpt_examples(clicks, tokenizer, training.max_length, config.data.max_examples)
             self.cpt = data.shard(examples, rank, world)
-            self.n_examples, n_local = len(examples), len(self.cpt)
+            self.n_examples, self.n_local = len(examples), len(self.cpt)
+            micro_batches = math.ceil(self.n_local / training.batch_size)
+            self.steps_per_epoch = micro_batches // training.grad_accumulation
+            if self.steps_per_epoch < 1:
+                raise ValueError(
+                    f"{self.n_examples} examples on {world} workers make {micro_batches} micro-batches of "
+                    f"{training.batch_size}: fewer than grad_accumulation={training.grad_accumulation}"
+                )
         else:
-            self.train = data.read_valid(config.data.train, "judgments")
             self.dev = data.read_valid(config.data.dev, "judgments")
-            groups, self.group_stats = data.query_groups(
-                self.train, training.group_size, training.seed, config.data.max_examples
+            self.stream = data.StreamedLabelGroups(
+                ray.train.get_dataset_shard("train"), training.group_size, training.seed
             )
-            self.n_examples, n_local = len(groups), len(data.shard(groups, rank, world))
-        micro_batches = math.ceil(n_local / training.batch_size)
-        self.steps_per_epoch = micro_batches // training.grad_accumulation
-        if self.steps_per_epoch < 1:
-            raise ValueError(
-                f"{self.n_examples} examples on {world} workers make {micro_batches} micro-batches of "
-                f"{training.batch_size}: fewer than grad_accumulation={training.grad_accumulation}"
-            )
+            self.n_examples, self.n_local = streamed["groups"], streamed["groups_per_worker"]
+            self.steps_per_epoch = streamed["steps_per_epoch"]
+            self.queries_without_pairs = streamed["queries"] - streamed["groups"]
 
     def micro_batches(self, epoch: int, skip: int):
         training = self.config.training
-        rng = np.random.default_rng([training.seed, epoch])
-        if self.config.stage == "cpt":
-            shuffled = [self.cpt[i] for i in rng.permutation(len(self.cpt))]
-            items = data.length_bucketed(shuffled, training.batch_size, rng)
-        else:  # new groups (other negatives) each epoch; the same on every rank, then sharded
-            groups, _ = data.query_groups(
-                self.train, training.group_size, training.seed + epoch, self.config.data.max_examples
-            )
-            shard = data.shard(groups, self.rank, self.world)
-            items = [shard[i] for i in rng.permutation(len(shard))]
         n_batches = self.steps_per_epoch * training.grad_accumulation
-        for index in range(skip, n_batches):
-            chunk = items[index * training.batch_size : (index + 1) * training.batch_size]
+        if self.config.stage == "cpt":
+            rng = np.random.default_rng([training.seed, epoch])
+            shuffled = [self.cpt[i] for i in rng.permutation(len(self.cpt))]
+            items = iter(data.length_bucketed(shuffled, training.batch_size, rng))
+        else:  # new groups (other negatives) each epoch; every rank takes the smallest share's count
+            items = itertools.islice(self.stream.groups(epoch), self.n_local)
+        for _ in itertools.islice(items, skip * training.batch_size):
+            pass
+        for _ in range(skip, n_batches):
+            chunk = list(itertools.islice(items, training.batch_size))
             if self.config.stage == "cpt":
                 yield data.collate_cpt(chunk, self.tokenizer.pad_token_id)
             elif self.packed:
