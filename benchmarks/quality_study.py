@@ -40,18 +40,16 @@ from disranker.teacher.config import TeacherConfig
 from quality_claims import claims, plot_learning_curve, summarize  # benchmarks/ is first on sys.path
 
 SINGLE_LOSSES = ("point", "margin")
-# CPT reads its clicks on the worker; SFT and the students leave Ray a quarter CPU for the tasks that stream their
-# query groups (still two torch threads).
-ONE_WORKER = ["scaling.num_workers=1", "scaling.cpus_per_worker=2"]
-ONE_STREAMED_WORKER = ["scaling.num_workers=1", "scaling.cpus_per_worker=1.75"]
+# Every training stage leaves Ray a quarter CPU for the tasks that stream its data (still two torch threads).
+ONE_WORKER = ["scaling.num_workers=1", "scaling.cpus_per_worker=1.75"]
 
 
-def teacher_overrides(args, scaling: list[str]) -> list[str]:
+def teacher_overrides(args) -> list[str]:
     return [
         f"training.max_length={args.max_length}",
         f"training.precision={args.precision}",
         f"run.checkpoint_every_steps={10**6}",  # epoch-end checkpoints only: each one is ~1.6 GB here
-        *scaling,
+        *ONE_WORKER,
     ]
 
 
@@ -64,7 +62,7 @@ def student_overrides(args, seed: int, epochs: int) -> list[str]:
         f"training.groups_per_batch={args.groups_per_batch}",
         f"training.seed={seed}",
         f"training.precision={args.precision}",
-        *ONE_STREAMED_WORKER,
+        *ONE_WORKER,
     ]
 
 
@@ -99,7 +97,7 @@ class Study:
             "training.batch_size=2",
             "training.grad_accumulation=1",
             "training.warmup_steps=10",
-            *teacher_overrides(a, ONE_STREAMED_WORKER),
+            *teacher_overrides(a),
         ]
         return self.stage(name, teacher_train.run, TeacherConfig, "jobs/configs/teacher_sft.yaml", overrides)
 
@@ -197,7 +195,7 @@ def main(argv: list[str] | None = None) -> None:
         "training.batch_size=8",
         "training.grad_accumulation=1",
         f"training.warmup_steps={max(1, args.cpt_steps // 10)}",
-        *teacher_overrides(args, ONE_WORKER),
+        *teacher_overrides(args),
     ]
     cpt = study.stage("teacher_cpt", teacher_train.run, TeacherConfig, "jobs/configs/teacher_cpt.yaml", cpt_overrides)
     budgets = []

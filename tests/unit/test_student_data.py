@@ -121,12 +121,15 @@ def test_the_share_of_each_worker_is_planned_from_keys_and_document_counts(tmp_p
     io.write_table(planned, str(tmp_path / "groups" / "part-0.parquet"))
     groups = Groups(uri=str(tmp_path / "groups"), target_column="teacher_score", queries=6, rows_in=62, rows=62)
     keys = table["key"].to_pylist()
-    share = groups.share(world_size=2, group_size=16, key_limit=2**63 - 1)
+    share = groups.share(world_size=2, group_size=16, key_limits=groups.key_limits(2))
     want = [sum(-(-n // 16) for n, k in zip(sizes, keys, strict=True) if k % 2 == rank) for rank in (0, 1)]
     assert share.groups == want and sum(want) == 8 and (share.queries, share.rows) == (6, 62)
-    limit = sorted(keys)[2]  # max_queries=3: the three smallest keys
-    kept = [n for n, k in zip(sizes, keys, strict=True) if k <= limit]
-    assert groups.share(2, 16, limit).rows == sum(kept) and groups.share(2, 16, limit).queries == 3
+    limits = groups.key_limits(2, max_queries=3)  # ⌈3 / 2⌉ = 2 queries per worker: its two smallest keys
+    kept = [n for n, k in zip(sizes, keys, strict=True) if k in sorted(x for x in keys if x % 2 == k % 2)[:2]]
+    capped = groups.share(2, 16, limits)
+    assert capped.queries == 4 and capped.rows == sum(kept)
+    by_docs = groups.share(2, 16, groups.key_limits(2, max_rows=10))  # each worker until it holds ≥ 5 documents
+    assert all(rows >= 1 for rows in by_docs.groups) and by_docs.queries < 6
 
 
 def test_a_labeling_output_folder_is_read_without_its_rejected_shards(tmp_path):

@@ -40,10 +40,10 @@ def judgments(rows: list[tuple[str, str, int]]) -> pa.Table:
 
 def test_cpt_examples_put_loss_on_the_target_only(tiny):
     model, tokenizer = tiny
-    clicks = judgments([("q1", "d1", 4), ("q2", "d2", 4)]).drop(["label"])
-    examples = data.cpt_examples(clicks, tokenizer, max_length=64)
+    clicks = to_group_rows(judgments([("q1", "d1", 4), ("q2", "d2", 4)]).drop(["label"]), "clicks", None)
+    examples = list(data.StreamedClicks(FakeShard(clicks), tokenizer, 64, 2, seed=0, n_clicks=2).examples(0))
+    first = next(e for e in examples if tokenizer.decode(e["input_ids"]).startswith(cpt_prompt("question q1")))
     prompt_len = len(tokenizer(cpt_prompt("question q1"))["input_ids"])
-    first = examples[0]
     assert first["labels"][:prompt_len] == [-100] * prompt_len
     assert first["labels"][prompt_len:] == first["input_ids"][prompt_len:]
     assert first["labels"][-1] == tokenizer.eos_token_id
@@ -92,10 +92,10 @@ def test_rankable_queries_count_each_workers_queries_with_two_labels(tmp_path):
     groups = Groups(uri=str(tmp_path / "groups"), target_column="label", queries=7, rows_in=32, rows=32)
     keys = dict(zip(table["query_id"].to_pylist(), table["key"].to_pylist(), strict=True))
     expected = [sum(keys[f"q{q}"] % 2 == rank for q in range(6)) for rank in range(2)]
-    assert data.rankable_queries(groups, 2, groups.key_limit(None)) == expected and sum(expected) == 6
-    smallest = sorted(keys.values())[:3]  # with a limit, only the queries of smallest key (q6's has no pair)
-    kept = [q for q in range(6) if keys[f"q{q}"] <= smallest[-1]]
-    assert sum(data.rankable_queries(groups, 2, smallest[-1])) == len(kept)
+    assert data.rankable_queries(groups, 2, groups.key_limits(2)) == expected and sum(expected) == 6
+    limits = groups.key_limits(2, max_queries=2)  # each worker's one query of smallest key (q6's has no pair)
+    kept = [rank for rank in range(2) if min(k for k in keys.values() if k % 2 == rank) != keys["q6"]]
+    assert sum(data.rankable_queries(groups, 2, limits)) == len(kept)
 
 
 def test_collate_groups_scatters_scores_into_masked_slots(tiny):
@@ -111,11 +111,18 @@ def test_collate_groups_scatters_scores_into_masked_slots(tiny):
     assert (batch["input_ids"][torch.arange(5), lengths] == tokenizer.eos_token_id).all()  # EOS is the last real token
 
 
-def test_shard_gives_every_rank_the_same_count():
-    assert data.shard(list(range(7)), 0, 2) == [0, 2, 4]
-    assert data.shard(list(range(7)), 1, 2) == [1, 3, 5]
-    with pytest.raises(ValueError, match="cannot be split across 2 workers"):
-        data.shard([1], 0, 2)
+def test_streamed_clicks_give_each_click_once_length_sorted_and_replay_an_epoch(tiny):
+    _, tokenizer = tiny
+    rows = [(f"q{q}", f"d{d}" * (1 + d), 0) for q in range(5) for d in range(4)]  # titles of growing length
+    clicks = FakeShard(to_group_rows(judgments(rows).drop(["label"]), "clicks", None))
+    stream = data.StreamedClicks(clicks, tokenizer, 96, batch_size=4, seed=1, n_clicks=18)
+    epoch0 = [e["input_ids"] for e in stream.examples(0)]
+    assert len(epoch0) == 18 and len({tuple(ids) for ids in epoch0}) == 18  # 18 of the 20 clicks, each once
+    assert epoch0 == [e["input_ids"] for e in stream.examples(0)]  # a resumed epoch sees the same order
+    assert epoch0 != [e["input_ids"] for e in stream.examples(1)]
+    lengths = [len(ids) for ids in epoch0]  # one window of 50 batches: sorted by length, then whole batches shuffled
+    batches = [lengths[i : i + 4] for i in range(0, 16, 4)]
+    assert all(max(a) <= min(b) or max(b) <= min(a) for a in batches for b in batches if a is not b)
 
 
 def test_config_checks_inputs_precision_packing_and_failure_hook():

@@ -26,7 +26,7 @@ class DataSection:
     labels: str = ""  # teacher mode: labels table (pool columns + teacher_score + teacher), file or shard folder
     judgments: str = ""  # labels_only mode: judgments whose human grades are the targets
     dev: str = ""  # dev judgments scored each epoch (PNR, NDCG@10) to keep the best checkpoint; "" = no dev pass
-    max_queries: int | None = None  # train on N queries only, the same N every run (smallest hash of the query id)
+    max_queries: int | None = None  # ⌈N / workers⌉ queries per worker only (its smallest query-id hashes; every run)
 
     def validate(self) -> None:
         if self.max_queries is not None and self.max_queries < 1:

@@ -51,7 +51,7 @@ def run(config: DistillConfig, fault: FaultInjection | None = None) -> str:
     train, contract = config.training, "labels" if config.mode == "teacher" else "judgments"
     table = training_table(config.train_table, contract)
     groups = write_groups(table, contract, config.target_column, stage_run.work_uri(config.run, "groups"))
-    limit = groups.key_limit(config.data.max_queries)
+    limit = groups.key_limits(config.scaling.num_workers, max_queries=config.data.max_queries)
     share = groups.share(config.scaling.num_workers, train.group_size, limit)
     steps = min(share.groups) // train.groups_per_batch
     if steps == 0:

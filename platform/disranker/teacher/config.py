@@ -33,7 +33,7 @@ class DataSection:
     clicks: str = ""  # CPT input: clicks table (Parquet file or folder, local or URI)
     train: str = ""  # SFT input: judgments used for training
     dev: str = ""  # SFT input: judgments evaluated each epoch (PNR, NDCG@10) to keep the best model
-    max_examples: int | None = None  # CPT: the first N click rows; SFT: N train queries (those of smallest key)
+    max_examples: int | None = None  # smoke runs, per worker ⌈N / workers⌉: CPT clicks (whole queries), SFT queries
 
     def validate(self) -> None:
         if self.max_examples is not None and self.max_examples < 1:

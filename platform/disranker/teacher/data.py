@@ -1,15 +1,16 @@
 """Training examples for the teacher: CPT sequences from clicks and SFT query groups from judgments.
 
-CPT: one example per click, ``models.text.encode_cpt`` (prompt labels are -100, so only the clicked document's
-title + summary + EOS carry loss); each worker reads the click table and takes its every ``world_size``-th example.
-SFT: the judgments reach each worker as its share of the group table (one row per query, ``training.groups``),
-streamed (``StreamedLabelGroups``): one group per query and epoch, ``group_size`` judged docs drawn across the query's
-labels so every group holds ordered pairs; queries whose docs all share one label teach a rank loss nothing and are
-left out (``rankable_queries`` counts the rest).
+Both reach each worker as its share of a group table (one row per query, ``training.groups``), streamed through Ray
+Data: no worker holds the table. CPT: every click once per epoch (``StreamedClicks``), ``models.text.encode_cpt``
+(prompt labels are -100, so only the clicked document's title + summary + EOS carry loss), length-bucketed. SFT
+(``StreamedLabelGroups``): one group per query and epoch, ``group_size`` judged docs drawn across the query's labels
+so every group holds ordered pairs; queries whose docs all share one label teach a rank loss nothing and are left out
+(``rankable_queries`` counts the rest).
 """
 
 from __future__ import annotations
 
+import itertools
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from disranker.data.validate import validate_table
 from disranker.models.packing import pack_groups
 from disranker.models.text import cpt_prompt, encode_cpt, encode_teacher
 from disranker.teacher.config import TeacherConfig
-from disranker.training.groups import Groups
+from disranker.training.groups import Groups, kept_keys
 from disranker.training.streams import SHUFFLE_BUFFER, query_rows, shuffled
 
 
@@ -58,19 +59,6 @@ def write_rejections(config: TeacherConfig) -> dict[str, dict[str, int]]:
     return counts
 
 
-def shard(items: list, rank: int, world_size: int) -> list:
-    """Every ``world_size``-th item from ``rank``, cut so all ranks get the same count (DDP steps in lockstep)."""
-    usable = len(items) // world_size * world_size
-    if usable == 0:
-        raise ValueError(f"{len(items)} training examples cannot be split across {world_size} workers")
-    return items[rank:usable:world_size]
-
-
-def cpt_examples(clicks: pa.Table, tokenizer, max_length: int, max_examples: int | None = None) -> list[dict]:
-    rows = clicks.slice(0, max_examples).to_pylist() if max_examples else clicks.to_pylist()
-    return [encode_cpt(tokenizer, r["query"], r["title"], r["summary"], max_length=max_length) for r in rows]
-
-
 BUCKET_BATCHES = 50  # CPT: examples are sorted by length within windows of this many batches
 
 
@@ -85,6 +73,27 @@ def length_bucketed(examples: list[dict], batch_size: int, rng: np.random.Genera
         batches += [part[i : i + batch_size] for i in range(0, len(part), batch_size)]
     full = [batches[b] for b in rng.permutation(len(batches) - (len(batches[-1]) < batch_size if batches else 0))]
     return [example for batch in full + batches[len(full) :] for example in batch]
+
+
+class StreamedClicks:
+    """A worker's share of the click table grouped by query (``training.groups``, no target) as this epoch's CPT
+    examples in micro-batch order: each of the first ``n_clicks`` clicks of the stream once, through the shuffle buffer
+    seeded by (seed, epoch), then ``length_bucketed`` window by window. The same order in every attempt."""
+
+    def __init__(self, shard, tokenizer, max_length: int, batch_size: int, seed: int, n_clicks: int):
+        self.shard, self.tokenizer, self.max_length = shard, tokenizer, max_length
+        self.batch_size, self.seed, self.n_clicks = batch_size, seed, n_clicks
+
+    def examples(self, epoch: int) -> Iterator[dict]:
+        rng = np.random.default_rng([self.seed, epoch])
+        clicks = itertools.islice(shuffled(self._clicks(), rng), self.n_clicks)
+        while window := list(itertools.islice(clicks, self.batch_size * BUCKET_BATCHES)):
+            encoded = [encode_cpt(self.tokenizer, *click, max_length=self.max_length) for click in window]
+            yield from length_bucketed(encoded, self.batch_size, rng)
+
+    def _clicks(self) -> Iterator[tuple[str, str, str]]:
+        for _, _, query, titles, summaries in query_rows(self.shard, None):
+            yield from ((query, title, summary) for title, summary in zip(titles, summaries, strict=True))
 
 
 def collate_cpt(examples: list[dict], pad_token_id: int) -> dict[str, torch.Tensor]:
@@ -178,15 +187,15 @@ class StreamedLabelGroups:
                 yield group
 
 
-def rankable_queries(groups: Groups, world_size: int, key_limit: int) -> list[int]:
-    """Per worker (``key % world_size``), the queries up to ``key_limit`` with at least two labels: its SFT groups
+def rankable_queries(groups: Groups, world_size: int, key_limits: list[int]) -> list[int]:
+    """Per worker (``key % world_size``), the queries up to its key limit with at least two labels: its SFT groups
     per epoch. Reads the table's keys and labels only."""
     table = io.read_table(groups.uri, columns=["key", "label"])
     keys, labels = table["key"].to_numpy(), table["label"].combine_chunks()
     values = labels.flatten().to_numpy(zero_copy_only=False)
     starts = labels.offsets.to_numpy()[:-1] - labels.offsets[0].as_py()  # every group has a document
     rankable = np.minimum.reduceat(values, starts) != np.maximum.reduceat(values, starts)
-    kept = rankable & (keys <= key_limit)
+    kept = rankable & kept_keys(keys, world_size, key_limits)
     return [int(kept[keys % world_size == rank].sum()) for rank in range(world_size)]
 
 

@@ -13,7 +13,6 @@ import itertools
 import logging
 import math
 
-import numpy as np
 import torch
 
 from disranker import lineage
@@ -45,45 +44,47 @@ def run(config: TeacherConfig, fault: FaultInjection | None = None) -> str:
     if stage_run.done:
         return config.output_dir
     input_counts = data.write_rejections(config)
-    streamed = _sft_groups(config, stage_run) if config.stage == "sft" else {}
+    streamed = _streamed_inputs(config, stage_run)
     stage_run.fit(
         train_loop_per_worker,
         config.scaling,
         config.run,
         fault,
-        extra_metrics={"inputs": input_counts, **streamed.get("metrics", {})},
-        datasets=streamed.get("datasets"),
-        dataset_config=streamed.get("dataset_config"),
-        loop_data=streamed.get("loop_data"),
+        extra_metrics={"inputs": input_counts, **streamed["metrics"]},
+        datasets=shard_datasets(streamed["groups"]),
+        dataset_config=group_shards(streamed["key_limits"]),
+        loop_data=streamed["loop_data"],
     )
     return config.output_dir
 
 
-def _sft_groups(config: TeacherConfig, stage_run: StageRun) -> dict:
-    """The SFT judgments as the group table the workers stream, and each worker's groups per epoch."""
+def _streamed_inputs(config: TeacherConfig, stage_run: StageRun) -> dict:
+    """The training table as the group table the workers stream (clicks for CPT, judgments for SFT), and each
+    worker's examples per epoch: clicks, or queries with two labels or more."""
     ensure_ray(config.scaling.address)
-    groups = write_groups(config.data.train, "judgments", "label", stage_run.work_uri(config.run, "groups"))
-    limit = groups.key_limit(config.data.max_examples)
-    per_worker = data.rankable_queries(groups, config.scaling.num_workers, limit)
-    local, training = min(per_worker), config.training
+    training, workers, out = config.training, config.scaling.num_workers, stage_run.work_uri(config.run, "groups")
+    if config.stage == "cpt":
+        groups = write_groups(config.data.clicks, "clicks", None, out)
+        limit = groups.key_limits(workers, max_rows=config.data.max_examples)
+        per_worker, unit = groups.share(workers, 1, limit).groups, "clicks"
+    else:
+        groups = write_groups(config.data.train, "judgments", "label", out)
+        limit = groups.key_limits(workers, max_queries=config.data.max_examples)
+        per_worker, unit = data.rankable_queries(groups, workers, limit), "queries with two labels or more"
+    local = min(per_worker)
     steps = math.ceil(local / training.batch_size) // training.grad_accumulation
     if steps < 1:
         raise ValueError(
-            f"{sum(per_worker)} queries with two labels or more, {per_worker} per worker, make fewer micro-batches of "
-            f"{training.batch_size} groups than grad_accumulation={training.grad_accumulation} on the smallest share: "
-            "lower training.batch_size or give more data"
+            f"{sum(per_worker)} {unit}, {per_worker} per worker, make fewer micro-batches of {training.batch_size} "
+            f"than grad_accumulation={training.grad_accumulation} on the smallest share: lower training.batch_size or "
+            "give more data"
         )
-    queries = min(groups.queries, config.data.max_examples or groups.queries)
+    queries = groups.share(workers, 1, limit).queries if config.stage == "sft" else None
     return {
-        "datasets": shard_datasets(groups),
-        "dataset_config": group_shards(limit),
-        "loop_data": {
-            "groups_per_worker": local,
-            "groups": sum(per_worker),
-            "queries": queries,
-            "steps_per_epoch": steps,
-        },
-        "metrics": {"train_queries": queries, "groups_per_worker": per_worker},
+        "groups": groups,
+        "key_limits": limit,
+        "loop_data": {"examples": sum(per_worker), "per_worker": local, "steps_per_epoch": steps, "queries": queries},
+        "metrics": {"examples_per_worker": per_worker, **({"train_queries": queries} if queries else {})},
     }
 
 
@@ -166,40 +167,27 @@ class Epochs:
 
         self.config, self.tokenizer, self.rank, self.world = config, tokenizer, rank, world
         self.packed = packed
-        training = config.training
+        training, shard = config.training, ray.train.get_dataset_shard("train")
+        self.n_examples, self.n_local = streamed["examples"], streamed["per_worker"]
+        self.steps_per_epoch = streamed["steps_per_epoch"]
         if config.stage == "cpt":
-            clicks = data.read_valid(config.data.clicks, "clicks")
-            examples = data.cpt_examples(clicks, tokenizer, training.max_length, config.data.max_examples)
-            self.cpt = data.shard(examples, rank, world)
-            self.n_examples, self.n_local = len(examples), len(self.cpt)
-            micro_batches = math.ceil(self.n_local / training.batch_size)
-            self.steps_per_epoch = micro_batches // training.grad_accumulation
-            if self.steps_per_epoch < 1:
-                raise ValueError(
-                    f"{self.n_examples} examples on {world} workers make {micro_batches} micro-batches of "
-                    f"{training.batch_size}: fewer than grad_accumulation={training.grad_accumulation}"
-                )
+            self.clicks = data.StreamedClicks(
+                shard, tokenizer, training.max_length, training.batch_size, training.seed, self.n_local
+            )
         else:
             self.dev = data.read_valid(config.data.dev, "judgments")
-            self.stream = data.StreamedLabelGroups(
-                ray.train.get_dataset_shard("train"), training.group_size, training.seed
-            )
-            self.n_examples, self.n_local = streamed["groups"], streamed["groups_per_worker"]
-            self.steps_per_epoch = streamed["steps_per_epoch"]
-            self.queries_without_pairs = streamed["queries"] - streamed["groups"]
+            self.groups = data.StreamedLabelGroups(shard, training.group_size, training.seed)
+            self.queries_without_pairs = streamed["queries"] - streamed["examples"]
 
     def micro_batches(self, epoch: int, skip: int):
         training = self.config.training
-        n_batches = self.steps_per_epoch * training.grad_accumulation
         if self.config.stage == "cpt":
-            rng = np.random.default_rng([training.seed, epoch])
-            shuffled = [self.cpt[i] for i in rng.permutation(len(self.cpt))]
-            items = iter(data.length_bucketed(shuffled, training.batch_size, rng))
+            items = self.clicks.examples(epoch)
         else:  # new groups (other negatives) each epoch; every rank takes the smallest share's count
-            items = itertools.islice(self.stream.groups(epoch), self.n_local)
+            items = itertools.islice(self.groups.groups(epoch), self.n_local)
         for _ in itertools.islice(items, skip * training.batch_size):
             pass
-        for _ in range(skip, n_batches):
+        for _ in range(skip, self.steps_per_epoch * training.grad_accumulation):
             chunk = list(itertools.islice(items, training.batch_size))
             if self.config.stage == "cpt":
                 yield data.collate_cpt(chunk, self.tokenizer.pad_token_id)

@@ -6,7 +6,7 @@ against the table's contract (all of a query's rows meet in one group, so duplic
 once per run as Parquet in two passes of Ray tasks: each input file is split into buckets by query key, then each
 bucket becomes one group file. A task holds one input file or one bucket, so no process's memory grows with the table.
 Each group row carries ``key``, a stable 63-bit hash of its query id. ``GroupShards``, a Ray Train ``DataConfig``, hands
-worker ``r`` the rows with ``key % world_size == r`` (and, with ``max_queries``, only the queries of smallest key), read
+worker ``r`` the rows with ``key % world_size == r`` (and, with a cap, only its queries of smallest key), read
 in file order with ``preserve_order``: a worker's stream is the same in every attempt, so the workers can cut, shuffle
 and batch it deterministically from seed and epoch (``student.data``) and a resumed epoch can skip exactly what it
 trained on.
@@ -36,9 +36,12 @@ INGEST_CPUS = 0.25
 # ``groupby().map_groups()``: its hash-shuffle tasks grew with the table (map tasks 3x the private memory at 1.26 M rows
 # as at 126 k, benchmarks/scale.py), and its group files grew with it too, and so did every task that read one.
 ROWS_PER_BUCKET = 20_000
+NO_LIMIT = int(np.iinfo(np.int64).max)  # a worker's key limit when every query trains
 
 
-def group_schema(target_column: str) -> pa.Schema:
+def group_schema(target_column: str | None) -> pa.Schema:
+    """The group rows' columns; ``target_column`` None: no target (the click log of CPT)."""
+    target = [(target_column, pa.list_(pa.float32()))] if target_column else []
     return pa.schema(
         [
             ("query_id", pa.string()),
@@ -47,12 +50,12 @@ def group_schema(target_column: str) -> pa.Schema:
             ("query", pa.string()),
             ("titles", pa.list_(pa.string())),
             ("summaries", pa.list_(pa.string())),
-            (target_column, pa.list_(pa.float32())),
+            *target,
         ]
     )
 
 
-def to_group_rows(rows: pa.Table, contract: str, target_column: str) -> pa.Table:
+def to_group_rows(rows: pa.Table, contract: str, target_column: str | None) -> pa.Table:
     """The valid rows of ``rows`` as one group row per query (in query id order), each query's documents ordered by
     doc_id; a query with no valid row has no group."""
     valid = validate_table(rows, contract).valid.sort_by([("query_id", "ascending"), ("doc_id", "ascending")])
@@ -71,8 +74,9 @@ def to_group_rows(rows: pa.Table, contract: str, target_column: str) -> pa.Table
         "query": first["query"],
         "titles": lists("title", pa.string()),
         "summaries": lists("summary", pa.string()),
-        target_column: lists(target_column, pa.float32()),
     }
+    if target_column:
+        columns[target_column] = lists(target_column, pa.float32())
     return pa.table(columns, schema=group_schema(target_column))
 
 
@@ -81,7 +85,7 @@ class Groups:
     """A written group table: where it is and what went into it."""
 
     uri: str
-    target_column: str
+    target_column: str | None
     queries: int
     rows_in: int  # input rows, valid or not
     rows: int  # valid rows (documents) in the groups
@@ -91,21 +95,36 @@ class Groups:
         """Row counts for the stage's record, as the teacher stages report theirs."""
         return {"in": self.rows_in, "valid": self.rows, "rejected": self.rows_in - self.rows}
 
-    def key_limit(self, max_queries: int | None) -> int:
-        """The largest key kept when only ``max_queries`` queries train (those of smallest key)."""
-        if max_queries is None or max_queries >= self.queries:
-            return int(np.iinfo(np.int64).max)
-        keys = io.read_table(self.uri, columns=["key"])["key"].to_numpy()
-        return int(np.partition(keys, max_queries - 1)[max_queries - 1])
+    def key_limits(self, world_size: int, max_queries: int | None = None, max_rows: int | None = None) -> list[int]:
+        """Per worker, the largest key it trains on. With a cap (smoke runs), each worker keeps its own queries of
+        smallest key until it holds ⌈max_queries / world_size⌉ queries or ⌈max_rows / world_size⌉ documents, so the
+        shares stay even however the keys fall; without one, every key."""
+        if max_queries is None and max_rows is None:
+            return [NO_LIMIT] * world_size
+        table = io.read_table(self.uri, columns=["key", "n_docs"]).sort_by("key")
+        keys, docs = table["key"].to_numpy(), table["n_docs"].to_numpy().astype(np.int64)
+        cap = -(-(max_rows if max_rows is not None else max_queries) // world_size)
+        limits = []
+        for rank in range(world_size):
+            mine = keys % world_size == rank
+            held = np.cumsum(docs[mine]) if max_rows is not None else np.arange(1, int(mine.sum()) + 1)
+            reached = np.flatnonzero(held >= cap)
+            limits.append(int(keys[mine][reached[0]]) if len(reached) else NO_LIMIT)
+        return limits
 
-    def share(self, world_size: int, group_size: int, key_limit: int) -> Share:
-        """What the workers train on: the queries up to ``key_limit``, split by key over ``world_size`` workers."""
+    def share(self, world_size: int, group_size: int, key_limits: list[int]) -> Share:
+        """What the workers train on: the queries split by key over ``world_size`` workers, each up to its limit."""
         table = io.read_table(self.uri, columns=["key", "n_docs"])
         keys, docs = table["key"].to_numpy(), table["n_docs"].to_numpy().astype(np.int64)
-        kept = keys <= key_limit
+        kept = kept_keys(keys, world_size, key_limits)
         chunks = -(-docs // group_size)
         per_rank = [int(chunks[kept & (keys % world_size == rank)].sum()) for rank in range(world_size)]
         return Share(queries=int(kept.sum()), rows=int(docs[kept].sum()), groups=per_rank)
+
+
+def kept_keys(keys: np.ndarray, world_size: int, key_limits: list[int]) -> np.ndarray:
+    """Which of ``keys`` train: those up to their worker's limit (``Groups.key_limits``)."""
+    return keys <= np.asarray(key_limits, dtype=np.int64)[keys % world_size]
 
 
 @dataclass(frozen=True)
@@ -115,7 +134,7 @@ class Share:
     groups: list[int]  # groups of at most group_size documents in each worker's share
 
 
-def write_groups(uri: str, contract: str, target_column: str, out: str) -> Groups:
+def write_groups(uri: str, contract: str, target_column: str | None, out: str) -> Groups:
     """Group ``uri`` (a labels or judgments table, file or folder) into ``out``, or reuse ``out`` when a finished
     write of the same files (names, sizes, modification times) is there: a retried run skips the grouping, an input
     rewritten in place is grouped again."""
@@ -192,7 +211,7 @@ def _staged(staging: str, index: int) -> str:
 
 
 def _group_bucket(
-    staging: str, bucket: int, sources: list[tuple[int, int]], out: str, contract: str, target_column: str
+    staging: str, bucket: int, sources: list[tuple[int, int]], out: str, contract: str, target_column: str | None
 ) -> tuple[int, int]:
     """Pass 2: one bucket's row groups (whole queries) as group rows in ``out/part-<bucket>.parquet``; returns the
     (queries, documents) written."""
@@ -244,7 +263,7 @@ def _read_file(batch: pa.Table, uri: str) -> pa.Table:
     return pq.read_table(batch["file"][0].as_py(), filesystem=fs)
 
 
-def group_shards(key_limit: int):
+def group_shards(key_limits: list[int]):
     """A ``DataConfig`` giving each worker its share of the ``train`` groups (module docstring)."""
     from ray.train import DataConfig
 
@@ -256,7 +275,10 @@ def group_shards(key_limit: int):
                 options.preserve_order = True  # the same stream in every attempt
                 for rank in range(world_size):
                     share = dataset.map_batches(
-                        _rank_rows, fn_args=(world_size, rank, key_limit), batch_format="pyarrow", num_cpus=INGEST_CPUS
+                        _rank_rows,
+                        fn_args=(world_size, rank, key_limits[rank]),
+                        batch_format="pyarrow",
+                        num_cpus=INGEST_CPUS,
                     )
                     share.context.execution_options = options
                     output[rank][name] = share.iterator()

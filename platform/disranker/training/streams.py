@@ -21,11 +21,12 @@ COLUMNS = ("query_id", "key", "query", "titles", "summaries")
 Item = TypeVar("Item")
 
 
-def query_rows(shard, target_column: str) -> Iterator[tuple]:
-    """``(query_id, key, query, titles, summaries, targets)`` per query row of ``shard`` (a Ray ``DataIterator``, or
-    anything with ``iter_batches``), in stream order."""
+def query_rows(shard, target_column: str | None) -> Iterator[tuple]:
+    """``(query_id, key, query, titles, summaries[, targets])`` per query row of ``shard`` (a Ray ``DataIterator``, or
+    anything with ``iter_batches``), in stream order; no targets when ``target_column`` is None."""
+    names = (*COLUMNS, target_column) if target_column else COLUMNS
     for table in shard.iter_batches(batch_size=ROWS_PER_READ, batch_format="pyarrow"):
-        yield from zip(*(table[name].to_pylist() for name in (*COLUMNS, target_column)), strict=True)
+        yield from zip(*(table[name].to_pylist() for name in names), strict=True)
 
 
 def shuffled(items: Iterable[Item], rng: np.random.Generator, buffer_size: int = SHUFFLE_BUFFER) -> Iterator[Item]:
