@@ -31,11 +31,15 @@ def _judgments(n_queries: int, docs: range) -> pa.Table:
 
 
 def test_each_input_file_is_staged_once_with_a_row_group_per_bucket(tmp_path):
+    second = _judgments(3, range(3, 6))  # its row 2, q0's d3, gets a grade outside 0-4: rejected as input row 38
+    second = second.set_column(
+        5, "label", pa.array([9 if i == 2 else v for i, v in enumerate(second["label"].to_pylist())], pa.int32())
+    )
     files = []
-    for index, table in enumerate([_judgments(12, range(3)), _judgments(3, range(3, 6))]):
+    for index, table in enumerate([_judgments(12, range(3)), second]):
         files.append(io.write_table(table, tmp_path / "in" / f"part-{index}.parquet"))
     staging = str(tmp_path / "staging")
-    present = [groups._split_file(str(tmp_path / "in"), file, i, 4, staging) for i, file in enumerate(files)]
+    present = [groups._split_file(str(tmp_path / "in"), file, i, 36 * i, 4, staging) for i, file in enumerate(files)]
 
     assert sorted(p.name for p in (tmp_path / "staging").iterdir()) == ["00000.parquet", "00001.parquet"]
     for index, buckets in enumerate(present):
@@ -49,8 +53,12 @@ def test_each_input_file_is_staged_once_with_a_row_group_per_bucket(tmp_path):
     written = [
         groups._group_bucket(staging, b, sources[b], str(tmp_path / "out"), "judgments", "label") for b in range(4)
     ]
-    assert sum(q for q, _ in written) == 12 and sum(d for _, d in written) == 12 * 3 + 9
+    assert sum(q for q, _ in written) == 12 and sum(d for _, d in written) == 12 * 3 + 9 - 1
+    grouped = groups.Groups(str(tmp_path / "out"), "label", queries=12, rows_in=45, rows=44)
+    groups.publish_rejected(grouped, str(tmp_path / "rejected.parquet"))
+    rejected = io.read_table(str(tmp_path / "rejected.parquet"))
+    assert rejected["row"].to_pylist() == [38] and "q0" in rejected["record"][0].as_py()
     table = io.read_table(str(tmp_path / "out"))
     assert sorted(table["query_id"].to_pylist()) == sorted(f"q{q}" for q in range(12))  # each query once, whole
     q0 = table.filter(pa.compute.equal(table["query_id"], "q0")).to_pylist()[0]
-    assert q0["n_docs"] == 6 and q0["label"] == [0.0, 1.0, 2.0, 0.0, 1.0, 2.0]  # both files' rows, by doc_id
+    assert q0["n_docs"] == 5 and q0["label"] == [0.0, 1.0, 2.0, 1.0, 2.0]  # both files' valid rows, by doc_id

@@ -7,7 +7,7 @@ import json
 import pyarrow as pa
 import pytest
 import torch
-from tests.fake_shard import FakeShard
+from tests.fake_shard import FakeShard, groups_in_process
 
 from disranker.config import ConfigError, load_config
 from disranker.data import io
@@ -196,13 +196,15 @@ def test_bad_training_rows_are_set_aside_with_reasons_and_counted(tmp_path):
         "stage=sft", f"data.train={tmp_path / 'train.parquet'}", f"data.dev={tmp_path / 'dev.parquet'}",
         f"output_dir={tmp_path / 'out'}",
     ])  # fmt: skip
-    counts = data.write_rejections(config)
+    grouped = groups_in_process(str(tmp_path / "train.parquet"), "judgments", "label", str(tmp_path / "groups"))
+    counts = data.write_rejections(config, grouped)
     assert counts == {"train": {"in": 4, "valid": 2, "rejected": 2}, "dev": {"in": 2, "valid": 2, "rejected": 0}}
     rejected = io.read_table(tmp_path / "out" / "rejected" / "train.parquet")
     assert rejected["reason"].to_pylist() == ["label: missing (null)", "query: missing (null)"]
-    valid = data.read_valid(config.data.train, "judgments")
-    assert valid["doc_id"].to_pylist() == ["d1", "d4"] and None not in valid["query"].to_pylist()
+    assert rejected["row"].to_pylist() == [1, 2]  # numbered as in the input
+    trained = io.read_table(tmp_path / "groups")  # what the workers stream: the valid rows only
+    assert trained["titles"].to_pylist() == [["title d1"], ["title d4"]]
 
-    io.write_table(pa.Table.from_pylist(rows[1:3], schema=bad.schema), tmp_path / "train.parquet")
-    with pytest.raises(ValueError, match=r"data.train=.*train.parquet: no row keeps the judgments contract"):
-        data.write_rejections(config)
+    io.write_table(pa.Table.from_pylist(rows[1:3], schema=bad.schema), tmp_path / "dev.parquet")
+    with pytest.raises(ValueError, match=r"data.dev=.*dev.parquet: no row keeps the judgments contract"):
+        data.write_rejections(config, grouped)

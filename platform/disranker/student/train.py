@@ -27,7 +27,7 @@ from disranker.runtime import ensure_ray
 from disranker.student import losses
 from disranker.student.config import DistillConfig, LossSection
 from disranker.student.data import StreamedGroups, check_labeling_finished, training_table
-from disranker.training.groups import group_shards, shard_datasets, write_groups
+from disranker.training.groups import group_shards, publish_rejected, shard_datasets, write_groups
 from disranker.training.loop import BackendTask, LoopSettings, run_loop, score_in_slices
 from disranker.training.runner import StageRun, fault_of
 
@@ -51,6 +51,7 @@ def run(config: DistillConfig, fault: FaultInjection | None = None) -> str:
     train, contract = config.training, "labels" if config.mode == "teacher" else "judgments"
     table = training_table(config.train_table, contract)
     groups = write_groups(table, contract, config.target_column, stage_run.work_uri(config.run, "groups"))
+    publish_rejected(groups, io.join(config.output_dir, "rejected", "train.parquet"))
     limit = groups.key_limits(config.scaling.num_workers, max_queries=config.data.max_queries)
     share = groups.share(config.scaling.num_workers, train.group_size, limit)
     steps = min(share.groups) // train.groups_per_batch

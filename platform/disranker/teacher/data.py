@@ -24,15 +24,8 @@ from disranker.data.validate import validate_table
 from disranker.models.packing import pack_groups
 from disranker.models.text import cpt_prompt, encode_cpt, encode_teacher
 from disranker.teacher.config import TeacherConfig
-from disranker.training.groups import Groups, kept_keys
+from disranker.training.groups import Groups, kept_keys, publish_rejected
 from disranker.training.streams import SHUFFLE_BUFFER, query_rows, shuffled
-
-
-def stage_inputs(config: TeacherConfig) -> dict[str, tuple[str, str]]:
-    """The stage's input tables: name → (uri, contract)."""
-    if config.stage == "cpt":
-        return {"clicks": (config.data.clicks, "clicks")}
-    return {"train": (config.data.train, "judgments"), "dev": (config.data.dev, "judgments")}
 
 
 def read_valid(uri: str, contract: str) -> pa.Table:
@@ -40,22 +33,24 @@ def read_valid(uri: str, contract: str) -> pa.Table:
     return validate_table(io.read_table(uri), contract).valid
 
 
-def write_rejections(config: TeacherConfig) -> dict[str, dict[str, int]]:
-    """Validate each input table once on the driver, write its bad rows (with reasons) to
-    ``<output_dir>/rejected/<name>.parquet`` and return the counts for the stage's record; the workers read the same
-    valid rows (``read_valid``)."""
-    counts = {}
-    for name, (uri, contract) in stage_inputs(config).items():
-        checked = validate_table(io.read_table(uri), contract)
+def write_rejections(config: TeacherConfig, groups: Groups) -> dict[str, dict[str, int]]:
+    """Each input's row counts for the stage's record and its bad rows (with reasons) in
+    ``<output_dir>/rejected/<name>.parquet``: the training table's from the grouping step, which validated it piece by
+    piece, and SFT's dev table validated here (every worker reads it whole to score it, ``read_valid``)."""
+    name = "clicks" if config.stage == "cpt" else "train"
+    publish_rejected(groups, io.join(config.output_dir, "rejected", f"{name}.parquet"))
+    counts = {name: groups.inputs}
+    if config.stage == "sft":
+        checked = validate_table(io.read_table(config.data.dev), "judgments")
         if checked.valid.num_rows == 0:
-            raise ValueError(f"data.{name}={uri}: no row keeps the {contract} contract, nothing to train on")
-        path = io.join(config.output_dir, "rejected", f"{name}.parquet")
+            raise ValueError(f"data.dev={config.data.dev}: no row keeps the judgments contract, nothing to score")
+        path = io.join(config.output_dir, "rejected", "dev.parquet")
         if checked.rejected.num_rows:
             io.write_table(checked.rejected, path)
         elif io.exists(path):  # an earlier run's bad rows, no longer in the input
             fs, local = io.resolve(path)
             fs.delete_file(local)
-        counts[name] = checked.counts
+        counts["dev"] = checked.counts
     return counts
 
 

@@ -43,8 +43,8 @@ def run(config: TeacherConfig, fault: FaultInjection | None = None) -> str:
     stage_run = StageRun(f"teacher_{config.stage}", config, config.output_dir, parents)
     if stage_run.done:
         return config.output_dir
-    input_counts = data.write_rejections(config)
     streamed = _streamed_inputs(config, stage_run)
+    input_counts = data.write_rejections(config, streamed["groups"])
     stage_run.fit(
         train_loop_per_worker,
         config.scaling,

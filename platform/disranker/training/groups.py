@@ -37,6 +37,8 @@ INGEST_CPUS = 0.25
 # as at 126 k, benchmarks/scale.py), and its group files grew with it too, and so did every task that read one.
 ROWS_PER_BUCKET = 20_000
 NO_LIMIT = int(np.iinfo(np.int64).max)  # a worker's key limit when every query trains
+REJECTED = "_rejected"  # beside the group files, hidden from their readers: the input rows that break the contract
+INPUT_ROW = "_input_row"  # a staged row's number in the whole input (files in name order), for rejected rows' ``row``
 
 
 def group_schema(target_column: str | None) -> pa.Schema:
@@ -58,7 +60,11 @@ def group_schema(target_column: str | None) -> pa.Schema:
 def to_group_rows(rows: pa.Table, contract: str, target_column: str | None) -> pa.Table:
     """The valid rows of ``rows`` as one group row per query (in query id order), each query's documents ordered by
     doc_id; a query with no valid row has no group."""
-    valid = validate_table(rows, contract).valid.sort_by([("query_id", "ascending"), ("doc_id", "ascending")])
+    return _group_valid_rows(validate_table(rows, contract).valid, target_column)
+
+
+def _group_valid_rows(valid: pa.Table, target_column: str | None) -> pa.Table:
+    valid = valid.sort_by([("query_id", "ascending"), ("doc_id", "ascending")])
     ids = valid["query_id"].to_numpy(zero_copy_only=False)
     starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]]) if len(ids) else np.zeros(0, dtype=np.int64)
     offsets = pa.array(np.r_[starts, len(ids)].astype(np.int32))
@@ -153,7 +159,10 @@ def write_groups(uri: str, contract: str, target_column: str | None, out: str) -
         out_fs.delete_dir_contents(out_path)
     staging = io.join(out, "_buckets")  # hidden from readers of ``out`` (a leading ``_``), removed when done
     split, group = ray.remote(_split_file), ray.remote(_group_bucket)
-    present = ray.get([split.remote(uri, file, index, buckets, staging) for index, file in enumerate(files)])
+    offsets = np.cumsum([0, *(io.parquet_rows(file) for file in files)])  # each file's first row in the whole input
+    present = ray.get(
+        [split.remote(uri, file, index, int(offsets[index]), buckets, staging) for index, file in enumerate(files)]
+    )
     sources = _bucket_sources(present, buckets)
     written = ray.get(
         [group.remote(staging, bucket, sources[bucket], out, contract, target_column) for bucket in range(buckets)]
@@ -172,9 +181,10 @@ def write_groups(uri: str, contract: str, target_column: str | None, out: str) -
     return groups
 
 
-def _split_file(uri: str, file: str, index: int, buckets: int, staging: str) -> np.ndarray:
-    """Pass 1: input file ``index``'s rows into ``staging/<index>.parquet``, one row group per bucket of query key, in
-    bucket order; returns the buckets present (row group ``i`` holds bucket ``present[i]``).
+def _split_file(uri: str, file: str, index: int, offset: int, buckets: int, staging: str) -> np.ndarray:
+    """Pass 1: input file ``index``'s rows (its first is the input's row ``offset``) into ``staging/<index>.parquet``,
+    each with its row number in the input, one row group per bucket of query key, in bucket order; returns the
+    buckets present (row group ``i`` holds bucket ``present[i]``).
 
     One staging file per input file, not per (file, bucket): the pairs grow with the square of the table."""
     import pyarrow.parquet as pq
@@ -183,6 +193,7 @@ def _split_file(uri: str, file: str, index: int, buckets: int, staging: str) -> 
     table = pq.read_table(file, filesystem=fs)
     if "query_id" not in table.column_names:
         raise ValueError(f"{file}: no query_id column, which groups the rows into queries")
+    table = table.append_column(INPUT_ROW, pa.array(np.arange(offset, offset + table.num_rows), pa.int64()))
     ids = table["query_id"].cast(pa.string()).fill_null("").to_pylist()  # null ids are rejected in pass 2
     bucket_of = stable_keys(ids) % buckets
     # One stable sort, then a slice per bucket (a filter per bucket would scan the file once for each).
@@ -213,8 +224,9 @@ def _staged(staging: str, index: int) -> str:
 def _group_bucket(
     staging: str, bucket: int, sources: list[tuple[int, int]], out: str, contract: str, target_column: str | None
 ) -> tuple[int, int]:
-    """Pass 2: one bucket's row groups (whole queries) as group rows in ``out/part-<bucket>.parquet``; returns the
-    (queries, documents) written."""
+    """Pass 2: one bucket's row groups (whole queries) as group rows in ``out/part-<bucket>.parquet``, its rows that
+    break the contract (with reasons) in ``out/_rejected/part-<bucket>.parquet``; returns the (queries, documents)
+    written."""
     import pyarrow.parquet as pq
 
     if not sources:
@@ -224,10 +236,28 @@ def _group_bucket(
         pq.ParquetFile(io.resolve(_staged(staging, index))[1], filesystem=fs).read_row_group(row_group)
         for index, row_group in sources
     ]
-    grouped = to_group_rows(pa.concat_tables(parts, promote_options="default"), contract, target_column)
+    rows = pa.concat_tables(parts, promote_options="default")
+    input_rows = rows[INPUT_ROW].to_numpy()
+    checked = validate_table(rows.drop_columns([INPUT_ROW]), contract)
+    if checked.rejected.num_rows:
+        rejected = checked.rejected  # its ``row`` numbers this bucket's rows: the input's numbers are reported
+        numbered = pa.array(input_rows[rejected["row"].to_numpy()])
+        rejected = rejected.set_column(rejected.schema.get_field_index("row"), "row", numbered)
+        io.write_table(rejected, io.join(out, REJECTED, f"part-{bucket:05d}.parquet"))
+    grouped = _group_valid_rows(checked.valid, target_column)
     if grouped.num_rows:
         io.write_table(grouped, io.join(out, f"part-{bucket:05d}.parquet"))
     return grouped.num_rows, int(pc.sum(grouped["n_docs"]).as_py() or 0)
+
+
+def publish_rejected(groups: Groups, path: str) -> None:
+    """The input rows the grouping rejected (reasons and original records) as one table at ``path``; none: no file
+    (an earlier run's is removed). Reads the rejected rows only."""
+    if groups.rows_in > groups.rows:
+        io.write_table(io.read_table(io.join(groups.uri, REJECTED)).sort_by("row"), path)
+    elif io.exists(path):
+        fs, local = io.resolve(path)
+        fs.delete_file(local)
 
 
 def _signature(uri: str) -> list[list]:
