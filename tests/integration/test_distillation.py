@@ -183,6 +183,8 @@ def test_grouping_keeps_queries_whole_across_files_and_buckets(ray_start_2_cpus,
     assert sorted(table["query_id"].to_pylist()) == sorted(set(labels["query_id"].to_pylist()))  # each once
     assert set(table["n_docs"].to_pylist()) == {8}
     assert len(io.parquet_files(written.uri)) == 4 and not (tmp_path / "groups" / "_buckets").exists()
+    groups.publish_rejected(written, str(tmp_path / "rejected.parquet"))  # the repeat and the null id, as numbered
+    assert io.read_table(tmp_path / "rejected.parquet")["row"].to_pylist() == [labels.num_rows, labels.num_rows + 1]
     rows = table.filter(pa.compute.equal(table["query_id"], "q3")).to_pylist()[0]
     expected = labels.filter(pa.compute.equal(labels["query_id"], "q3")).sort_by("doc_id")
     assert rows["teacher_score"] == expected["teacher_score"].to_pylist()

@@ -27,8 +27,8 @@ from disranker.data.validate import validate_table
 DONE = "_groups.json"  # written last: a folder without it is an interrupted write and is written again
 # The group rows' layout; a finished write of another layout is written again. 2: ``n_docs``, so that planning reads
 # two integers per query instead of every title (the driver's memory no longer grows with the table). 3: one group
-# file per bucket of ``ROWS_PER_BUCKET`` input rows, its queries in id order.
-LAYOUT = 3
+# file per bucket of ``ROWS_PER_BUCKET`` input rows, its queries in id order. 4: the rejected rows beside them.
+LAYOUT = 4
 # CPUs of one read-and-filter task feeding the workers. Ray Data schedules nothing (not even a 0-CPU task) while the
 # Train workers hold every CPU, so a run must leave this much free (checked in ``runner.StageRun.fit``).
 INGEST_CPUS = 0.25
@@ -149,17 +149,20 @@ def write_groups(uri: str, contract: str, target_column: str | None, out: str) -
         record = io.read_json(done)
         if record["source"] == source and record.get("layout") == LAYOUT:
             return Groups(**record["groups"])
+    import pyarrow.parquet as pq
     import ray
 
     files = io.parquet_files(uri)
-    rows_in = io.parquet_rows(uri)  # from the files' metadata: queries with no valid row are counted too
+    in_fs, _ = io.resolve(uri)
+    # From the files' metadata: queries with no valid row are counted too, and each file's first row in the input.
+    file_rows = [pq.read_metadata(file, filesystem=in_fs).num_rows for file in files]
+    rows_in, offsets = sum(file_rows), np.cumsum([0, *file_rows])
     buckets = max(1, -(-rows_in // ROWS_PER_BUCKET))
     out_fs, out_path = io.resolve(out)
     if out_fs.get_file_info(out_path).type != pa.fs.FileType.NotFound:
         out_fs.delete_dir_contents(out_path)
     staging = io.join(out, "_buckets")  # hidden from readers of ``out`` (a leading ``_``), removed when done
     split, group = ray.remote(_split_file), ray.remote(_group_bucket)
-    offsets = np.cumsum([0, *(io.parquet_rows(file) for file in files)])  # each file's first row in the whole input
     present = ray.get(
         [split.remote(uri, file, index, int(offsets[index]), buckets, staging) for index, file in enumerate(files)]
     )
