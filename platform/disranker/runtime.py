@@ -65,12 +65,17 @@ def ensure_ray(address: str | None = None, **init_kwargs: Any) -> None:
     An embedded Ray starts with its metrics collection off: on one machine nothing scrapes them, and Ray Data's
     ``_StatsActor`` kept growing with a run's length while it recorded them (210 → 316 MiB from a tenth of the full
     pool's labeling run to all of it, benchmarks/scale.py); a cluster keeps its own setting. The switch goes through
-    the environment, which the local Ray's processes inherit, because ``ray.init(_system_config=…)`` fails when a
+    the environment while Ray starts (its processes inherit it), because ``ray.init(_system_config=…)`` fails when a
     ``ray start`` cluster on this machine is found and joined instead."""
     import ray
 
     if ray.is_initialized():
         return
-    if address is None and not os.environ.get("RAY_ADDRESS"):
-        os.environ.setdefault(METRICS_SWITCH, "0")
-    ray.init(address=address, **init_kwargs)
+    if address is not None or os.environ.get("RAY_ADDRESS") or METRICS_SWITCH in os.environ:
+        ray.init(address=address, **init_kwargs)
+        return
+    os.environ[METRICS_SWITCH] = "0"
+    try:
+        ray.init(address=address, **init_kwargs)
+    finally:  # the local Ray's processes have it; a Ray started later in this process starts as the user's would
+        del os.environ[METRICS_SWITCH]
