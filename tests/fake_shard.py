@@ -17,15 +17,16 @@ class FakeShard:
 
 
 def groups_in_process(uri: str, contract: str, target_column: str | None, out: str):
-    """``training.groups.write_groups`` without Ray: its two passes as plain calls, one bucket."""
+    """``training.grouping.write_groups`` without Ray: its two passes as plain calls, one bucket."""
     from disranker.data import io
-    from disranker.training import groups
+    from disranker.training import grouping
+    from disranker.training.groups import Groups
 
     staging = f"{out}/_buckets"
     files = io.parquet_files(uri)
     offsets = [sum(io.parquet_rows(f) for f in files[:index]) for index in range(len(files))]
-    present = [groups._split_file(uri, file, i, offsets[i], 1, staging) for i, file in enumerate(files)]
-    queries, rows = groups._group_bucket(
-        staging, 0, groups._bucket_sources(present, 1)[0], out, contract, target_column
+    present = [grouping._split_file(uri, file, i, offsets[i], 1, staging) for i, file in enumerate(files)]
+    queries, rows = grouping._group_bucket(
+        staging, 0, grouping._bucket_sources(present, 1)[0], out, contract, target_column
     )
-    return groups.Groups(out, target_column, queries=queries, rows_in=io.parquet_rows(uri), rows=rows)
+    return Groups(out, target_column, queries=queries, rows_in=io.parquet_rows(uri), rows=rows)

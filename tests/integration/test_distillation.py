@@ -22,7 +22,7 @@ from disranker.models.text import pair_texts
 from disranker.student import train
 from disranker.student.config import DistillConfig
 from disranker.testing.tiny import build_tiny_student
-from disranker.training import groups
+from disranker.training import grouping
 
 pytestmark = pytest.mark.integration
 FILLER = "the a dog cat tree water house book road city".split()
@@ -176,16 +176,16 @@ def test_grouping_keeps_queries_whole_across_files_and_buckets(ray_start_2_cpus,
     parts = [spread.slice(0, 128), spread.slice(128, 128), pa.concat_tables([spread.slice(256), broken])]
     for index, part in enumerate(parts):
         io.write_table(part, tmp_path / "labels" / f"part-{index:05d}.parquet")
-    monkeypatch.setattr(groups, "ROWS_PER_BUCKET", 100)  # 386 rows: 4 buckets, so 4 group files
-    written = groups.write_groups(str(tmp_path / "labels"), "labels", "teacher_score", str(tmp_path / "groups"))
+    monkeypatch.setattr(grouping, "ROWS_PER_BUCKET", 100)  # 386 rows: 4 buckets, so 4 group files
+    written = grouping.write_groups(str(tmp_path / "labels"), "labels", "teacher_score", str(tmp_path / "groups"))
     assert (written.queries, written.rows, written.rows_in) == (48, labels.num_rows, labels.num_rows + 2)
     table = io.read_table(written.uri)
     assert sorted(table["query_id"].to_pylist()) == sorted(set(labels["query_id"].to_pylist()))  # each once
     assert set(table["n_docs"].to_pylist()) == {8}
     assert len(io.parquet_files(written.uri)) == 4 and not (tmp_path / "groups" / "_buckets").exists()
-    groups.publish_rejected(written, str(tmp_path / "rejected.parquet"))  # the repeat and the null id, as numbered
+    grouping.publish_rejected(written, str(tmp_path / "rejected.parquet"))  # the repeat and the null id, as numbered
     assert io.read_table(tmp_path / "rejected.parquet")["row"].to_pylist() == [labels.num_rows, labels.num_rows + 1]
     rows = table.filter(pa.compute.equal(table["query_id"], "q3")).to_pylist()[0]
     expected = labels.filter(pa.compute.equal(labels["query_id"], "q3")).sort_by("doc_id")
     assert rows["teacher_score"] == expected["teacher_score"].to_pylist()
-    assert groups.write_groups(str(tmp_path / "labels"), "labels", "teacher_score", written.uri) == written  # reused
+    assert grouping.write_groups(str(tmp_path / "labels"), "labels", "teacher_score", written.uri) == written  # reused

@@ -7,7 +7,8 @@ import pyarrow.parquet as pq
 
 from disranker.data import io
 from disranker.data.schemas import stable_keys
-from disranker.training import groups
+from disranker.training import grouping
+from disranker.training.groups import Groups
 
 
 def _judgments(n_queries: int, docs: range) -> pa.Table:
@@ -39,7 +40,7 @@ def test_each_input_file_is_staged_once_with_a_row_group_per_bucket(tmp_path):
     for index, table in enumerate([_judgments(12, range(3)), second]):
         files.append(io.write_table(table, tmp_path / "in" / f"part-{index}.parquet"))
     staging = str(tmp_path / "staging")
-    present = [groups._split_file(str(tmp_path / "in"), file, i, 36 * i, 4, staging) for i, file in enumerate(files)]
+    present = [grouping._split_file(str(tmp_path / "in"), file, i, 36 * i, 4, staging) for i, file in enumerate(files)]
 
     assert sorted(p.name for p in (tmp_path / "staging").iterdir()) == ["00000.parquet", "00001.parquet"]
     for index, buckets in enumerate(present):
@@ -49,13 +50,13 @@ def test_each_input_file_is_staged_once_with_a_row_group_per_bucket(tmp_path):
             ids = staged.read_row_group(row_group)["query_id"].to_pylist()
             assert set((stable_keys(ids) % 4).tolist()) == {bucket}
 
-    sources = groups._bucket_sources(present, 4)
+    sources = grouping._bucket_sources(present, 4)
     written = [
-        groups._group_bucket(staging, b, sources[b], str(tmp_path / "out"), "judgments", "label") for b in range(4)
+        grouping._group_bucket(staging, b, sources[b], str(tmp_path / "out"), "judgments", "label") for b in range(4)
     ]
     assert sum(q for q, _ in written) == 12 and sum(d for _, d in written) == 12 * 3 + 9 - 1
-    grouped = groups.Groups(str(tmp_path / "out"), "label", queries=12, rows_in=45, rows=44)
-    groups.publish_rejected(grouped, str(tmp_path / "rejected.parquet"))
+    grouped = Groups(str(tmp_path / "out"), "label", queries=12, rows_in=45, rows=44)
+    grouping.publish_rejected(grouped, str(tmp_path / "rejected.parquet"))
     rejected = io.read_table(str(tmp_path / "rejected.parquet"))
     assert rejected["row"].to_pylist() == [38] and "q0" in rejected["record"][0].as_py()
     table = io.read_table(str(tmp_path / "out"))

@@ -27,7 +27,8 @@ from disranker.runtime import ensure_ray
 from disranker.student import losses
 from disranker.student.config import DistillConfig, LossSection
 from disranker.student.data import StreamedGroups, check_labeling_finished, training_table
-from disranker.training.groups import group_shards, publish_rejected, shard_datasets, write_groups
+from disranker.training.grouping import publish_rejected, write_groups
+from disranker.training.ingest import group_shards, shard_datasets
 from disranker.training.loop import BackendTask, LoopSettings, run_loop, score_in_slices
 from disranker.training.runner import StageRun, fault_of
 

@@ -24,7 +24,8 @@ from disranker.data.validate import validate_table
 from disranker.models.packing import pack_groups
 from disranker.models.text import cpt_prompt, encode_cpt, encode_teacher
 from disranker.teacher.config import TeacherConfig
-from disranker.training.groups import Groups, kept_keys, publish_rejected
+from disranker.training.grouping import publish_rejected
+from disranker.training.groups import Groups, kept_keys
 from disranker.training.streams import SHUFFLE_BUFFER, query_rows, shuffled
 
 

@@ -25,7 +25,8 @@ from disranker.runtime import ensure_ray
 from disranker.teacher import data, dev_scoring
 from disranker.teacher.config import TeacherConfig
 from disranker.teacher.losses import rank_loss
-from disranker.training.groups import group_shards, shard_datasets, write_groups
+from disranker.training.grouping import write_groups
+from disranker.training.ingest import group_shards, shard_datasets
 from disranker.training.loop import BackendTask, LoopSettings, run_loop
 from disranker.training.runner import StageRun, fault_of
 

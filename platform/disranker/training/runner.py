@@ -123,7 +123,7 @@ def _worker(loop_config: dict) -> None:
 def _check_ingest_room(scaling: ScalingSection) -> None:
     import ray
 
-    from disranker.training.groups import INGEST_CPUS
+    from disranker.training.ingest import INGEST_CPUS
 
     total = ray.cluster_resources().get("CPU", 0.0)
     held = scaling.num_workers * scaling.cpus_per_worker
