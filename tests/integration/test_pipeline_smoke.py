@@ -21,6 +21,7 @@ import pyarrow.compute as pc
 from disranker import lineage
 from disranker.config import load_config
 from disranker.data import io
+from disranker.labeling.shards import complete_shards
 from disranker.pipeline import PipelineConfig, run
 
 REPO = Path(__file__).resolve().parents[2]
@@ -65,7 +66,7 @@ def start_and_kill_during_labeling(out: Path, wordnet_dir: str, smoke: dict[str,
         )
     deadline = time.monotonic() + 900
     try:
-        while not list((out / "label" / "labels").glob("*.parquet")):
+        while not complete_shards(str(out / "label")):  # a labels file, not one still being written (.tmp-*)
             assert process.poll() is None, f"the first run ended early: {log_path.read_text()[-3000:]}"
             assert time.monotonic() < deadline, "no labels shard within 15 minutes"
             time.sleep(0.2)
@@ -116,7 +117,7 @@ def test_pipeline_killed_during_labeling_resumes_without_redoing_finished_stages
     start_and_kill_during_labeling(out, wordnet_dir, smoke_inputs)
     request.getfixturevalue("ray_start_2_cpus")  # the rerun's Ray, started only after the first one is dead
     finished = {stage: created(out, stage) for stage in ("corpus", "teacher_cpt", "teacher_sft")}
-    shards_before_kill = len(list((out / "label" / "labels").glob("*.parquet")))
+    shards_before_kill = len(complete_shards(str(out / "label")))
 
     smoke_file = REPO / "jobs/configs/pipeline_smoke.yaml"
     config = load_config(PipelineConfig, smoke_file, overrides(out, wordnet_dir, smoke_inputs))
