@@ -59,6 +59,27 @@ def test_openvino_runtime_is_served_when_it_ranks_like_torch(tiny_dir, cache, ru
     assert check_agreement(expected, got, query_ids.to_numpy())["spearman"] > 0.8
 
 
+def test_batches_in_flight_on_both_streams_land_on_their_own_pairs(tiny_dir, cache):
+    from disranker.models.onnx_export import graph_batches
+    from disranker.models.openvino_export import compile_student, openvino_student, score_pairs_openvino
+    from disranker.serving.scorer import TorchScorer
+
+    torch_scorer = TorchScorer.load(_args(tiny_dir, cache))
+    tokenizer = torch_scorer.tokenizer
+    compiled, _ = compile_student(openvino_student(torch_scorer.model, tokenizer, cache_root=cache), threads=2)
+    assert compiled.get_property("NUM_STREAMS") == 2
+    queries, titles, summaries, _ = _texts()
+    summaries = [summary * (1 + i % 5) for i, summary in enumerate(summaries)]  # batches of different lengths
+    got = score_pairs_openvino(compiled, tokenizer, queries, titles, summaries, batch_size=4, max_length=64)
+
+    request, inputs = compiled.create_infer_request(), {port.get_any_name() for port in compiled.inputs}
+    expected = np.full(len(queries), np.nan, dtype=np.float32)
+    for rows, feed in graph_batches(inputs, tokenizer, queries, titles, summaries, 4, 64):  # one at a time
+        expected[rows] = request.infer(feed)[compiled.output(0)][:, 0]
+    np.testing.assert_array_equal(got, expected)
+    assert len(set(got.tolist())) > len(got) // 2  # distinct scores: a batch written to the wrong rows would show
+
+
 def test_conversion_is_cached_per_weights_and_calibration(tiny_dir, cache, monkeypatch):
     from disranker.models import openvino_export
     from disranker.serving.scorer import TorchScorer

@@ -22,7 +22,7 @@ import hashlib
 import importlib.metadata
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -176,12 +176,13 @@ def score_pairs_onnx(
     """Raw student logits (float32, one per pair, input order) from an ONNX Runtime session of ``export_student``'s
     graph (or its int8 version)."""
     inputs = {i.name for i in session.get_inputs()}
-    run = lambda feed: session.run(["logits"], feed)[0]  # noqa: E731
-    return score_pairs_graph(run, inputs, tokenizer, queries, titles, summaries, batch_size, max_length)
+    scores = np.empty(len(queries), dtype=np.float32)
+    for rows, feed in graph_batches(inputs, tokenizer, queries, titles, summaries, batch_size, max_length):
+        scores[rows] = session.run(["logits"], feed)[0][:, 0]
+    return scores
 
 
-def score_pairs_graph(
-    run: Callable[[dict[str, np.ndarray]], np.ndarray],
+def graph_batches(
     inputs: set[str],
     tokenizer,
     queries: Sequence[str],
@@ -189,21 +190,18 @@ def score_pairs_graph(
     summaries: Sequence[str],
     batch_size: int,
     max_length: int,
-) -> np.ndarray:
-    """Raw logits from a compiled graph of ``export_student``'s signature (ONNX Runtime, OpenVINO): ``run`` maps the
-    int64 arrays named in ``inputs`` to logits ``[batch, 1]``."""
+) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]:
+    """(pair indices, graph inputs) per batch: the pairs length-sorted, each batch cut to the columns that are not
+    padding in all its rows (as score_pairs_student), the int64 arrays named in ``inputs``."""
     if batch_size < 1:
         raise ValueError(f"batch_size={batch_size}: it must be at least 1")
     if not len(queries):
-        return np.empty(0, dtype=np.float32)
+        return
     encoded = encode_student(tokenizer, queries, titles, summaries, max_length=max_length, return_tensors="np")
     arrays = {name: np.asarray(encoded[name], dtype=np.int64) for name in inputs}
     mask = arrays["attention_mask"].astype(bool)
-    scores = np.empty(len(queries), dtype=np.float32)
-    # Length-sorted batches, each cut to the columns that are not padding in all its rows (as score_pairs_student).
     order = np.argsort(mask.sum(axis=1), kind="stable")
     for start in range(0, len(order), batch_size):
         rows = order[start : start + batch_size]
         keep = mask[rows].any(axis=0)
-        scores[rows] = run({name: np.ascontiguousarray(array[rows][:, keep]) for name, array in arrays.items()})[:, 0]
-    return scores
+        yield rows, {name: np.ascontiguousarray(array[rows][:, keep]) for name, array in arrays.items()}
