@@ -44,7 +44,8 @@ def serve_load(data: dict) -> list[str]:
         "",
         f"Model `{a['model']}`; {a['requests']} requests of {a['docs']} documents from `{a['judgments']}` (real demo "
         f"test queries), at concurrency {', '.join(map(str, a['concurrency']))}; one model replica (batches of up to "
-        f"{a['max_batch_size']} pairs, forwards of {a['forward_batch_size']}) and every anchor on {a['threads']} "
+        f"{a['max_batch_size']} pairs gathered for up to {a.get('batch_wait_timeout_s', 0.01) * 1000:g} ms, forwards "
+        f"of {a['forward_batch_size']}) and every anchor on {a['threads']} "
         f"threads, max_length {a['max_length']}; {data['cpu']}. pairs/s: the endpoint's best level, "
         "sentence-transformers' `predict` over all pairs at batch 32 (no HTTP); p50 / p99: one request at a time. "
         "Agreement with torch fp32 on the same requests; gate: Spearman ≥ 0.99, top-10 ≥ 0.95 and, for the endpoint, "

@@ -30,7 +30,7 @@ import numpy as np
 import requests
 
 from disranker.serving.agreement import check_agreement
-from disranker.serving.config import RankerArgs
+from disranker.serving.config import BatchingArgs, RankerArgs
 from disranker.serving.scorer import TorchScorer
 from serve_anchors import ANCHORS, breakdown, cross_encoder, make_requests, run_anchor
 
@@ -75,7 +75,7 @@ def endpoint(model_dir: str, runtime: str, args, payloads: list[dict]) -> dict:
             "num_cpus": 1,
             "max_ongoing_requests": max(args.concurrency) * 2,
             "autoscaling": {"min_replicas": 1, "max_replicas": 1},
-            "batching": {"max_batch_size": args.max_batch_size},
+            "batching": {"max_batch_size": args.max_batch_size, "batch_wait_timeout_s": args.batch_wait_timeout_s},
             "check": {"check_judgments": args.check_judgments, "cache_dir": args.cache_dir},
         }
     )
@@ -117,6 +117,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-length", type=int, default=256)
     parser.add_argument("--forward-batch-size", type=int, default=32)
     parser.add_argument("--max-batch-size", type=int, default=256)
+    parser.add_argument("--batch-wait-timeout-s", type=float, default=BatchingArgs().batch_wait_timeout_s)
     parser.add_argument("--cache-dir", default=None, help="exported graphs (default: the platform's model cache)")
     parser.add_argument("--out", default="outputs/bench/serve_load.json")
     args = parser.parse_args(argv)
