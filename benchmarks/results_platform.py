@@ -82,7 +82,31 @@ def serve_load(data: dict) -> list[str]:
         for n, r in runtimes.items():
             if "breakdown" in r:
                 lines.append(f"| {n} | " + " | ".join(f"{ms:.0f}" for ms in r["breakdown"].values()) + " |")
+        lines += _cpu_by_role(runtimes)
     return lines + [line for note in data.get("notes", []) for line in ("", note)]
+
+
+def _cpu_by_role(runtimes: dict) -> list[str]:
+    """Where the cores went at each endpoint runtime's best level: CPU ms per request of each process role."""
+    best = {n: r for n, r in runtimes.items() if r.get("kind") == "endpoint"}
+    levels = {n: next(lv for lv in r["levels"] if lv["concurrency"] == r["best_concurrency"]) for n, r in best.items()}
+    levels = {n: lv for n, lv in levels.items() if "cpu_ms_per_request" in lv}
+    if not levels:
+        return []
+    roles = ["model replica", "ingress", "HTTP proxy", "Ray's own", "load client"]
+    lines = [
+        "",
+        "Where the cores went at each runtime's best level (CPU ms per request, by process; the load client is the "
+        "benchmark's own HTTP client):",
+        "",
+        "| runtime | concurrency | " + " | ".join(roles) + " | total |",
+        "|---|---|" + "---|" * (len(roles) + 1),
+    ]
+    for name, level in levels.items():
+        cpu = level["cpu_ms_per_request"]
+        cells = " | ".join(f"{cpu.get(role, 0.0):.0f}" for role in roles)
+        lines.append(f"| {name} | {level['concurrency']} | {cells} | {sum(cpu.values()):.0f} |")
+    return lines
 
 
 def onnx_agreement(data: dict) -> list[str]:

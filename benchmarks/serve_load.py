@@ -27,6 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+import psutil
 import requests
 
 from disranker.serving.agreement import check_agreement
@@ -37,8 +38,28 @@ from serve_anchors import ANCHORS, breakdown, cross_encoder, make_requests, run_
 MIN_SPEARMAN, MIN_TOP10 = 0.99, 0.95  # the agreement a runtime must keep with torch fp32 here (issue's floors)
 
 
+# Ray names a Serve replica's process after its deployment (``ray::ServeReplica:<app>:<deployment>``); first match wins.
+ROLES = (("RankerIngress", "ingress"), ("Ranker", "model replica"), ("ProxyActor", "HTTP proxy"))
+
+
+def cpu_seconds_by_role() -> dict[str, float]:
+    """CPU seconds (user + system) so far of this process (the load client, with Ray's driver threads) and of every
+    process below it (the local Ray this benchmark started), summed by role."""
+    me = psutil.Process()
+    totals: dict[str, float] = {}
+    for process in [me, *me.children(recursive=True)]:
+        try:
+            times, command = process.cpu_times(), " ".join(process.cmdline())
+        except psutil.Error:  # ended meanwhile
+            continue
+        role = "load client" if process.pid == me.pid else next((r for key, r in ROLES if key in command), "Ray's own")
+        totals[role] = totals.get(role, 0.0) + times.user + times.system
+    return totals
+
+
 def load_level(url: str, payloads: list[dict], concurrency: int) -> tuple[dict, list[list[float]]]:
-    """``payloads`` sent with ``concurrency`` in flight; the timings, and each request's scores in document order."""
+    """``payloads`` sent with ``concurrency`` in flight; the timings, each role's CPU milliseconds per request (where
+    the machine's cores went), and each request's scores in document order."""
 
     def send(payload: dict) -> tuple[float, list[float]]:
         start = time.perf_counter()
@@ -47,15 +68,17 @@ def load_level(url: str, payloads: list[dict], concurrency: int) -> tuple[dict, 
         by_id = {r["id"]: r["score"] for r in response.json()["results"]}
         return time.perf_counter() - start, [by_id[d["id"]] for d in payload["documents"]]
 
-    start = time.perf_counter()
+    cpu_before, start = cpu_seconds_by_role(), time.perf_counter()
     with ThreadPoolExecutor(concurrency) as pool:
         answers = list(pool.map(send, payloads))
-    elapsed = time.perf_counter() - start
+    elapsed, cpu_after = time.perf_counter() - start, cpu_seconds_by_role()
     latencies = np.array([seconds for seconds, _ in answers]) * 1000
     p50, p99 = np.percentile(latencies, [50, 99])
     pairs = sum(len(p["documents"]) for p in payloads)
     level = {"concurrency": concurrency, "requests": len(payloads), "p50_ms": p50, "p99_ms": p99,
-             "pairs_per_s": pairs / elapsed}  # fmt: skip
+             "pairs_per_s": pairs / elapsed,
+             "cpu_ms_per_request": {role: (cpu_after[role] - cpu_before.get(role, 0.0)) * 1000 / len(payloads)
+                                    for role in cpu_after}}  # fmt: skip
     return level, [scores for _, scores in answers]
 
 
