@@ -103,11 +103,13 @@ def pool_sizes(results: Path) -> list[str]:
         return []
     lines = [
         "",
-        "The same study at each unlabeled pool size it was run with (NDCG@10 on the same test queries; teacher and "
-        "labels-only student are the same runs; distilled: mean over seeds; its epochs in the last column):",
+        "The study at each unlabeled pool size it was run with (NDCG@10 on the same test queries; distilled: mean "
+        "over seeds, trained for the epochs shown; each run picks every model's epoch on its own dev split, of the "
+        "size shown, so runs with different dev splits have teachers and labels-only students of their own):",
         "",
-        "| pool queries | teacher | labels-only | distilled | distilled − labels-only | distilled / teacher | epochs |",
-        "|---|---|---|---|---|---|---|",
+        "| pool queries | teacher | labels-only | distilled | distilled − labels-only | distilled / teacher | epochs "
+        "| dev queries |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for run in runs:
         budget = next(b for b in run["budgets"] if b["budget"] == run["settings"]["demo_budget"])
@@ -117,7 +119,8 @@ def pool_sizes(results: Path) -> list[str]:
         lines.append(
             f"| {run['pool_queries']} | {ndcg['teacher']:.4f} | {ndcg['labels_only']:.4f} | {ndcg['hybrid']:.4f} | "
             f"{diff['value']:+.4f} [{diff['ci_low']:+.4f}, {diff['ci_high']:+.4f}] | "
-            f"{ratio['value']:.3f} [{ratio['ci_low']:.3f}, {ratio['ci_high']:.3f}] | {epochs} |"
+            f"{ratio['value']:.3f} [{ratio['ci_low']:.3f}, {ratio['ci_high']:.3f}] | {epochs} | "
+            f"{run['settings']['dev_queries']} |"
         )
     return lines
 
@@ -175,7 +178,7 @@ SECTIONS = {
     "cluster_sizing.json": cluster_sizing,
 }
 # Files read by another section (the pool-size table) or kept as the record of a superseded measurement.
-COVERED = ("quality_study_pool200.json",)
+COVERED = ("quality_study_pool200.json", "quality_study_pool1000.json")
 
 
 def render(results: Path) -> str:
