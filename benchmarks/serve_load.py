@@ -12,7 +12,8 @@ all pairs, mean top-10 agreement per request); where a 50-document request's tim
 
 Prints one table and writes ``--out``: per runtime ``pairs_per_s``, ``over_crossencoder`` (÷ CrossEncoder torch in
 the same run), ``over_best_st_backend``, ``spearman``, ``top10``, ``gate_passed``, the p50 / p99 of one request,
-and the time breakdown.
+the time breakdown, and per concurrency level the CPU milliseconds per request of each process role (model replica,
+ingress, HTTP proxy, Ray's own processes, this load client).
 """
 
 from __future__ import annotations
