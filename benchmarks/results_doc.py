@@ -189,7 +189,12 @@ def render(results: Path) -> str:
     ]
     for name, section in SECTIONS.items():
         path = results / name
-        lines += [""] + (section(json.loads(path.read_text())) if path.exists() else [f"## {name}: not run yet"])
+        if not path.exists():
+            lines += ["", f"## {name}: not run yet"]
+            continue
+        data = json.loads(path.read_text())
+        # A run's "notes" (what was measured around it, by whom and why) follow its section, whatever the section.
+        lines += ["", *section(data), *(line for note in data.get("notes", []) for line in ("", note))]
     covered = {p.name for pattern in COVERED for p in results.glob(pattern)}
     others = sorted(p.name for p in results.glob("*.json") if p.name not in SECTIONS and p.name not in covered)
     lines += ["", "## Other benchmark files", "", f"Superseded measurements, kept as records: {', '.join(others)}."]
@@ -200,13 +205,16 @@ README_BLOCK = re.compile(r"(<!-- demo:begin -->\n).*?(<!-- demo:end -->)", re.D
 
 
 def update_readme(readme: Path, results: Path) -> None:
-    """Put the demo run's printout (``demo.json``) between the README's demo markers."""
+    """Put the end of the demo run's printout (``demo.json``: its comparison table on) between the README's demo
+    markers; the whole printout is in docs/results.md, so the front door stays one page."""
     path = results / "demo.json"
     if not path.exists():
         return
     data = json.loads(path.read_text())
+    summary = data["summary"]
+    table = summary[summary.index("\nmodel ") + 1 :] if "\nmodel " in summary else summary
     block = (
-        f"```\n{data['summary']}\n```\n\nWall time {data['wall_s'] / 60:.1f} min on {data['machine']['cores']} cores "
+        f"```\n…\n{table}\n```\n\nWall time {data['wall_s'] / 60:.1f} min on {data['machine']['cores']} cores "
         f"of {data['machine']['cpu']} (`{data['command']}`).\n"
     )
     readme.write_text(README_BLOCK.sub(lambda m: m.group(1) + block + m.group(2), readme.read_text()))

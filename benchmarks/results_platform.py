@@ -83,7 +83,7 @@ def serve_load(data: dict) -> list[str]:
             if "breakdown" in r:
                 lines.append(f"| {n} | " + " | ".join(f"{ms:.0f}" for ms in r["breakdown"].values()) + " |")
         lines += _cpu_by_role(runtimes)
-    return lines + [line for note in data.get("notes", []) for line in ("", note)]
+    return lines
 
 
 def _cpu_by_role(runtimes: dict) -> list[str]:
@@ -198,8 +198,6 @@ def scale(data: dict) -> list[str]:
         details = ", ".join(f"{k} {v}" for k, v in fault.items() if k not in ("fault", "checked", "holds"))
         verdict = "holds" if fault["holds"] else "FAILS"
         lines.append(f"- **{fault['fault']}** ({details}): {fault['checked']}: {verdict}")
-    for note in data.get("notes", []):
-        lines += ["", note]
     return lines
 
 

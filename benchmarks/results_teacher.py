@@ -28,7 +28,7 @@ def gpu_checks(data: dict) -> list[str]:
         lines += ["", f"### {speed['settings']['groups_per_step']} query groups per step", ""]
         lines += _speed_table(speed)
         lines += ["", f"Packed vs plain, fp32: largest per-step loss difference {worst:.1e}."]
-    return lines + [""] + [f"- {note}" for note in data.get("notes", [])]
+    return lines
 
 
 def _speed_table(data: dict) -> list[str]:

@@ -71,11 +71,11 @@ def ensure_ray(address: str | None = None, **init_kwargs: Any) -> None:
 
     if ray.is_initialized():
         return
-    if address is not None or os.environ.get("RAY_ADDRESS") or METRICS_SWITCH in os.environ:
-        ray.init(address=address, **init_kwargs)
-        return
-    os.environ[METRICS_SWITCH] = "0"
+    embedded = address is None and not os.environ.get("RAY_ADDRESS") and METRICS_SWITCH not in os.environ
+    if embedded:
+        os.environ[METRICS_SWITCH] = "0"
     try:
         ray.init(address=address, **init_kwargs)
     finally:  # the local Ray's processes have it; a Ray started later in this process starts as the user's would
-        del os.environ[METRICS_SWITCH]
+        if embedded:
+            del os.environ[METRICS_SWITCH]
