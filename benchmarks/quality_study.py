@@ -138,6 +138,9 @@ def run_budget(study: Study, budget: int, cpt: str, dev: str, pool: str, test: s
     for loss in losses:
         for seed in a.seeds:
             models[f"{loss}_s{seed}"] = study.student(f"{p}/{loss}_s{seed}", "teacher", labels, dev, seed, loss)
+    dev = {name: lineage.read_lineage(path)["metrics"]["best"] for name, path in models.items()}
+    if a.dev_only:
+        return {"budget": budget, "dev_best": dev}
     entries = [{"name": "bm25", "kind": "bm25"}] + [
         {"name": name, "kind": "teacher" if name.startswith("teacher") else "student", "path": path}
         for name, path in models.items()
@@ -150,8 +153,16 @@ def run_budget(study: Study, budget: int, cpt: str, dev: str, pool: str, test: s
     ]
     compare_dir = study.stage(f"{p}/compare", compare.run, compare.CompareConfig, "jobs/configs/compare.yaml",
                               compare_overrides)  # fmt: skip
-    dev = {name: lineage.read_lineage(path)["metrics"]["best"] for name, path in models.items()}
     return summarize(budget, compare_dir, test, losses, a.seeds, dev)
+
+
+def print_dev(budget_result: dict) -> None:
+    """Each model's best dev NDCG@10 and its share of the teacher's: how a recipe trial is judged."""
+    dev = budget_result["dev_best"]
+    teacher = dev["teacher"]["ndcg@10"]
+    print(f"L{budget_result['budget']} dev NDCG@10 (share of the teacher's):")
+    for name, best in dev.items():
+        print(f"  {name:<20} {best['ndcg@10']:.4f} ({best['ndcg@10'] / teacher:.3f}) epoch {best['epoch']}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -181,6 +192,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--ablation-losses", nargs="*", default=list(SINGLE_LOSSES), help="single losses at --demo-budget (none: skip)"
     )
+    parser.add_argument(
+        "--dev-only", action="store_true", help="train and print dev scores only: a recipe trial, test untouched"
+    )
     parser.add_argument("--out", default="benchmarks/results/quality_study.json")
     args = parser.parse_args(argv)
     args.corpus = io.absolute(args.corpus)
@@ -201,6 +215,9 @@ def main(argv: list[str] | None = None) -> None:
     budgets = []
     for budget in args.budgets:
         budgets.append(run_budget(study, budget, cpt, dev, pool, test))
+        if args.dev_only:
+            print_dev(budgets[-1])
+            continue
         demo_result = next((b for b in budgets if b["budget"] == args.demo_budget), None)
         result = {
             "settings": vars(args),
@@ -216,7 +233,7 @@ def main(argv: list[str] | None = None) -> None:
         for claim in result["claims"]:
             print(f"{claim['name']:<28} {claim['value']:+.4f} [{claim['ci_low']:+.4f}, {claim['ci_high']:+.4f}] "
                   f"holds={claim['holds']}")  # fmt: skip
-    print(f"wrote {args.out}")
+        print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":
