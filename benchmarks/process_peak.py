@@ -30,10 +30,15 @@ def measure(script: str, task: dict, workdir: Path, sample_s: float) -> dict:
 
 
 def measure_roles(script: str, task: dict, workdir: Path, sample_s: float, role) -> dict:
-    """Like ``measure``, but the peak RSS (MiB) of the largest single process of each ``role(cmdline)``."""
-    peaks: dict[str, int] = {}
+    """Like ``measure``, but the peak RSS (MiB) of the largest single process of each ``role(cmdline)``, and when
+    (seconds after the start, ``peak_at_s``): which stage of the task it fell in."""
+    peaks: dict[str, tuple[int, float]] = {}
     result = _run(script, task, workdir, lambda pid: _sample_roles(pid, peaks, sample_s, role))
-    return {**result, "peak_rss_mb": {name: round(rss / 2**20) for name, rss in sorted(peaks.items())}}
+    return {
+        **result,
+        "peak_rss_mb": {name: round(rss / 2**20) for name, (rss, _) in sorted(peaks.items())},
+        "peak_at_s": {name: round(at) for name, (_, at) in sorted(peaks.items())},
+    }
 
 
 def run_child(child_args: list[str], run) -> None:
@@ -74,6 +79,7 @@ def _run(script: str, task: dict, workdir: Path, sample) -> dict:
 
 
 def _sample_roles(pid: int, peaks: dict, interval: float, role) -> None:
+    started = time.monotonic()
     try:
         root = psutil.Process(pid)
         while root.is_running() and root.status() != psutil.STATUS_ZOMBIE:
@@ -82,7 +88,8 @@ def _sample_roles(pid: int, peaks: dict, interval: float, role) -> None:
                     name, rss = role(process.cmdline()), process.memory_info().rss
                 except (psutil.NoSuchProcess, psutil.ZombieProcess):
                     continue
-                peaks[name] = max(peaks.get(name, 0), rss)
+                if rss > peaks.get(name, (0, 0.0))[0]:
+                    peaks[name] = (rss, time.monotonic() - started)
             time.sleep(interval)
     except psutil.NoSuchProcess:
         return

@@ -143,7 +143,8 @@ def role(cmdline: list[str]) -> str:
         if needle in text:
             return name
     if "ray::" in text:  # named by what it runs (a process is renamed as it takes other work): the growth's owner
-        return "ray task " + text.split("ray::", 1)[1].split()[0].split("(")[0].split(".")[0]
+        task = text.split("ray::", 1)[1].split()[0].split("(")[0].split(".")[0]
+        return "ray task " + task.rsplit(":", 1)[-1]  # a named actor's title: "<name>:<class>"
     return "ray system"
 
 
