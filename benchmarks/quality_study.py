@@ -132,7 +132,8 @@ def run_budget(study: Study, budget: int, cpt: str, dev: str, pool: str, test: s
         f"teacher.max_length={a.max_length}",
         "teacher.batch_size=16",
     ]
-    p = f"{b}/pool{a.pool_queries}"  # what depends on the pool has a folder per pool size, so sizes can be compared
+    # What depends on the pool has a folder per pool size (and pool corpus), so that pools can be compared.
+    p = f"{b}/pool{a.pool_queries}{pool_suffix(a)}"
     labels = study.stage(f"{p}/labels", labeling.run, LabelConfig, "jobs/configs/label.yaml", label_overrides)
     losses = ["hybrid", *(a.ablation_losses if budget == a.demo_budget else ())]
     for loss in losses:
@@ -156,6 +157,23 @@ def run_budget(study: Study, budget: int, cpt: str, dev: str, pool: str, test: s
     return summarize(budget, compare_dir, test, losses, a.seeds, dev)
 
 
+def pool_suffix(args) -> str:
+    """'' for the study corpus's own pool, else ``_<size>`` of the pool's corpus (e.g. ``_full``)."""
+    if args.pool_corpus == args.corpus:
+        return ""
+    return "_" + io.read_json(io.join(args.pool_corpus, "stats.json"))["size"]
+
+
+def check_unseen(pool: str, splits: dict[str, str]) -> None:
+    """Refuse a pool that shares a query with a judged split: its teacher labels would leak that split's queries."""
+    pool_ids = set(io.read_table(pool, columns=["query_id"])["query_id"].to_pylist())
+    for name, folder in splits.items():
+        shared = pool_ids & set(io.read_table(folder, columns=["query_id"])["query_id"].to_pylist())
+        if shared:
+            raise ValueError(f"the pool ({pool}) shares {len(shared)} queries with the {name} split, e.g. "
+                             f"{sorted(shared)[0]!r}: pick a pool corpus whose pool is disjoint from it")  # fmt: skip
+
+
 def print_dev(budget_result: dict) -> None:
     """Each model's best dev NDCG@10 and its share of the teacher's: how a recipe trial is judged."""
     dev = budget_result["dev_best"]
@@ -172,6 +190,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--budgets", type=int, nargs="+", default=[100, 300])
     parser.add_argument("--demo-budget", type=int, default=100, help="the budget of the claims list and the ablation")
     parser.add_argument("--pool-queries", type=int, default=200)
+    parser.add_argument(
+        "--pool-corpus",
+        help="a demo corpus whose pool is sampled (default: --corpus); the full size's, built with the same seed, "
+        "has 62,818 pool queries, none among the small corpus's judged ones (checked)",
+    )
     parser.add_argument("--dev-queries", type=int, default=50)
     parser.add_argument("--test-queries", type=int, default=300)
     parser.add_argument("--sample-seed", type=int, default=0)
@@ -202,7 +225,9 @@ def main(argv: list[str] | None = None) -> None:
     study = Study(args)
     dev = study.sample("dev", io.join(args.corpus, "judgments", "dev.parquet"), args.dev_queries)
     test = study.sample("test", io.join(args.corpus, "judgments", "test.parquet"), args.test_queries)
-    pool = study.sample("pool", io.join(args.corpus, "pool.parquet"), args.pool_queries)
+    args.pool_corpus = io.absolute(args.pool_corpus) if args.pool_corpus else args.corpus
+    pool = study.sample(f"pool{pool_suffix(args)}", io.join(args.pool_corpus, "pool.parquet"), args.pool_queries)
+    check_unseen(pool, {"dev": dev, "test": test, "train": io.join(args.corpus, "judgments", "train.parquet")})
     cpt_overrides = [
         f"data.clicks={io.join(args.corpus, 'clicks.parquet')}",
         f"training.max_steps={args.cpt_steps}",
@@ -222,6 +247,7 @@ def main(argv: list[str] | None = None) -> None:
         result = {
             "settings": vars(args),
             "pool_queries": samples.query_count(pool),
+            "dev_queries": samples.query_count(dev),  # a split smaller than --dev-queries is taken whole
             "claims": claims(demo_result) if demo_result else [],
             "budgets": budgets,
             "stage_seconds": study.seconds,

@@ -51,8 +51,8 @@ def quality_study(data: dict) -> list[str]:
         "## Quality study (`benchmarks/quality_study.py`)",
         "",
         f"Small WordNet demo corpus; {data['pool_queries']} unlabeled pool queries labeled by the teacher; "
-        f"{s['dev_queries']} dev queries pick every model's best epoch; {s['test_queries']} test queries, touched only "
-        f"by the final comparison. Teacher: SmolLM2-135M, CPT {s['cpt_steps']} steps of 8 clicks, SFT "
+        f"{data['dev_queries']} dev queries pick every model's best epoch; {s['test_queries']} test queries, touched "
+        f"only by the final comparison. Teacher: SmolLM2-135M, CPT {s['cpt_steps']} steps of 8 clicks, SFT "
         f"{s['sft_epochs']} epochs ({s['rank_loss']}, groups of {s['group_size']}, lr {s['sft_lr']}, head lr "
         f"{s['head_lr']}, {s['precision']}); students: MiniLM-L6, {s['student_epochs']} epochs over the labeled "
         f"queries (labels-only) and {s.get('distill_epochs') or s['student_epochs']} over the pool (distilled; the "
@@ -120,7 +120,7 @@ def pool_sizes(results: Path) -> list[str]:
             f"| {run['pool_queries']} | {ndcg['teacher']:.4f} | {ndcg['labels_only']:.4f} | {ndcg['hybrid']:.4f} | "
             f"{diff['value']:+.4f} [{diff['ci_low']:+.4f}, {diff['ci_high']:+.4f}] | "
             f"{ratio['value']:.3f} [{ratio['ci_low']:.3f}, {ratio['ci_high']:.3f}] | {epochs} | "
-            f"{run['settings']['dev_queries']} |"
+            f"{run['dev_queries']} |"
         )
     return lines
 
