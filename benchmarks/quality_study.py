@@ -106,9 +106,12 @@ class Study:
         a = self.args
         # A pool several times the label budget needs fewer passes; each family keeps its best dev epoch.
         epochs = a.distill_epochs if mode == "teacher" and a.distill_epochs else a.student_epochs
+        loss_settings = [f"loss.margin_weight={a.margin_weight}", f"loss.normalize={a.normalize}"]
+        distill = loss_settings if mode == "teacher" else []
         overrides = [
             f"mode={mode}",
             source,
+            *distill,
             f"data.dev={dev}",
             f"loss.name={loss}",
             *student_overrides(a, seed, epochs),
@@ -138,7 +141,8 @@ def run_budget(study: Study, budget: int, cpt: str, dev: str, pool: str, test: s
     losses = ["hybrid", *(a.ablation_losses if budget == a.demo_budget else ())]
     for loss in losses:
         for seed in a.seeds:
-            models[f"{loss}_s{seed}"] = study.student(f"{p}/{loss}_s{seed}", "teacher", labels, dev, seed, loss)
+            folder = f"{p}/{loss}{distill_variant(a)}_s{seed}"
+            models[f"{loss}_s{seed}"] = study.student(folder, "teacher", labels, dev, seed, loss)
     dev = {name: lineage.read_lineage(path)["metrics"]["best"] for name, path in models.items()}
     if a.dev_only:
         return {"budget": budget, "dev_best": dev}
@@ -155,6 +159,12 @@ def run_budget(study: Study, budget: int, cpt: str, dev: str, pool: str, test: s
     compare_dir = study.stage(f"{p}/compare", compare.run, compare.CompareConfig, "jobs/configs/compare.yaml",
                               compare_overrides)  # fmt: skip
     return summarize(budget, compare_dir, test, losses, a.seeds, dev)
+
+
+def distill_variant(args) -> str:
+    """'' for the distilled students' default loss settings, else what differs (their folders must not collide)."""
+    margin = "" if args.margin_weight == 1.0 else f"_mw{args.margin_weight:g}"
+    return margin + ("" if args.normalize == "none" else f"_{args.normalize}")
 
 
 def pool_suffix(args) -> str:
@@ -174,13 +184,34 @@ def check_unseen(pool: str, splits: dict[str, str]) -> None:
                              f"{sorted(shared)[0]!r}: pick a pool corpus whose pool is disjoint from it")  # fmt: skip
 
 
-def print_dev(budget_result: dict) -> None:
-    """Each model's best dev NDCG@10 and its share of the teacher's: how a recipe trial is judged."""
-    dev = budget_result["dev_best"]
-    teacher = dev["teacher"]["ndcg@10"]
+def record_trial(args, budget_result: dict, pool: str, dev: str) -> None:
+    """Print each model's best dev NDCG@10 and its share of the teacher's (how a recipe trial is judged) and keep the
+    distilled students' in ``--trials`` under the trial's name, beside the trials run before."""
+    best = budget_result["dev_best"]
+    teacher = best["teacher"]["ndcg@10"]
     print(f"L{budget_result['budget']} dev NDCG@10 (share of the teacher's):")
-    for name, best in dev.items():
-        print(f"  {name:<20} {best['ndcg@10']:.4f} ({best['ndcg@10'] / teacher:.3f}) epoch {best['epoch']}")
+    for name, value in best.items():
+        print(f"  {name:<20} {value['ndcg@10']:.4f} ({value['ndcg@10'] / teacher:.3f}) epoch {value['epoch']}")
+    students = {name: value for name, value in best.items() if name.startswith("hybrid_")}
+    mean = sum(value["ndcg@10"] for value in students.values()) / len(students)
+    name = f"L{budget_result['budget']}/pool{args.pool_queries}{pool_suffix(args)}/hybrid{distill_variant(args)}"
+    path = Path(args.trials)
+    trials = json.loads(path.read_text())["trials"] if path.exists() else {}
+    trials[name] = {
+        "pool_queries": samples.query_count(pool),
+        "pool_corpus": args.pool_corpus,
+        "dev_queries": samples.query_count(dev),
+        "distill_epochs": args.distill_epochs or args.student_epochs,
+        "margin_weight": args.margin_weight,
+        "normalize": args.normalize,
+        "student_lr": args.student_lr,
+        "teacher_dev_ndcg@10": teacher,
+        "students": {name: {"ndcg@10": v["ndcg@10"], "epoch": v["epoch"]} for name, v in students.items()},
+        "share_of_teacher": mean / teacher,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"trials": dict(sorted(trials.items()))}, indent=2) + "\n")
+    print(f"wrote {path}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -209,6 +240,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--precision", default="bf16")
     parser.add_argument("--student-epochs", type=int, default=6, help="the best dev epoch is kept")
     parser.add_argument("--distill-epochs", type=int, help="distilled students' epochs (default: --student-epochs)")
+    parser.add_argument("--margin-weight", type=float, default=1.0, help="distilled students' λ (loss.margin_weight)")
+    parser.add_argument("--normalize", default="none", help="distilled students' target scaling (loss.normalize)")
     parser.add_argument("--groups-per-batch", type=int, default=4, help="student query groups per step")
     parser.add_argument("--student-lr", type=float, default=5e-5)
     parser.add_argument("--student-max-length", type=int, default=128)
@@ -219,6 +252,7 @@ def main(argv: list[str] | None = None) -> None:
         "--dev-only", action="store_true", help="train and print dev scores only: a recipe trial, test untouched"
     )
     parser.add_argument("--out", default="benchmarks/results/quality_study.json")
+    parser.add_argument("--trials", default="benchmarks/results/quality_trials.json", help="--dev-only's record")
     args = parser.parse_args(argv)
     args.corpus = io.absolute(args.corpus)
     demo.run(demo.DemoCorpusConfig(size="small", output_dir=args.corpus))
@@ -241,7 +275,7 @@ def main(argv: list[str] | None = None) -> None:
     for budget in args.budgets:
         budgets.append(run_budget(study, budget, cpt, dev, pool, test))
         if args.dev_only:
-            print_dev(budgets[-1])
+            record_trial(args, budgets[-1], pool, dev)
             continue
         demo_result = next((b for b in budgets if b["budget"] == args.demo_budget), None)
         result = {

@@ -125,6 +125,25 @@ def pool_sizes(results: Path) -> list[str]:
     return lines
 
 
+def quality_trials(data: dict) -> list[str]:
+    lines = [
+        "## Recipe trials on dev (`benchmarks/quality_study.py --dev-only`)",
+        "",
+        "Distilled-student recipes tried against the study's teacher and picked on dev alone (test untouched); a "
+        "student's value is its best dev epoch's NDCG@10, the share is the seeds' mean over the teacher's dev NDCG@10.",
+        "",
+        "| trial | pool queries | epochs | λ (margin) | normalize | lr | dev queries | students (best epoch) | share |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, t in data["trials"].items():
+        students = ", ".join(f"{s} {v['ndcg@10']:.4f} ({v['epoch']})" for s, v in t["students"].items())
+        lines.append(
+            f"| {name} | {t['pool_queries']} | {t['distill_epochs']} | {t['margin_weight']:g} | {t['normalize']} | "
+            f"{t['student_lr']:g} | {t['dev_queries']} | {students} | {t['share_of_teacher']:.3f} |"
+        )
+    return lines
+
+
 def distill_ablation(data: dict) -> list[str]:
     seeds = ", ".join(map(str, data["seeds"]))
     lines = [
@@ -169,6 +188,7 @@ SECTIONS = {
     "teacher_lora.json": teacher_lora,
     "teacher_lora_cuda.json": teacher_lora_cuda,
     "quality_study.json": quality_study,
+    "quality_trials.json": quality_trials,
     "distill_ablation.json": distill_ablation,
     "labeling.json": labeling,
     "serve_load.json": serve_load,
