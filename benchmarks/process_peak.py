@@ -29,15 +29,19 @@ def measure(script: str, task: dict, workdir: Path, sample_s: float) -> dict:
     return {**result, "peak_rss_mb": round(peak["rss"] / 2**20), "processes_at_peak": peak["processes"]}
 
 
-def measure_roles(script: str, task: dict, workdir: Path, sample_s: float, role) -> dict:
-    """Like ``measure``, but the peak RSS (MiB) of the largest single process of each ``role(cmdline)``, and when
-    (seconds after the start, ``peak_at_s``): which stage of the task it fell in."""
+def measure_roles(script: str, task: dict, workdir: Path, sample_s: float, role, timeline_s: float = 60.0) -> dict:
+    """Like ``measure``, but the peak RSS (MiB) of the largest single process of each ``role(cmdline)``, when
+    (seconds after the start, ``peak_at_s``): which stage of the task it fell in, and ``rss_timeline_mb``: per role,
+    ``[seconds, MiB]`` of its largest process every ``timeline_s`` seconds (whether a process grows steadily or in a
+    step)."""
     peaks: dict[str, tuple[int, float]] = {}
-    result = _run(script, task, workdir, lambda pid: _sample_roles(pid, peaks, sample_s, role))
+    timeline: dict[str, list[list[int]]] = {}
+    result = _run(script, task, workdir, lambda pid: _sample_roles(pid, peaks, timeline, sample_s, timeline_s, role))
     return {
         **result,
         "peak_rss_mb": {name: round(rss / 2**20) for name, (rss, _) in sorted(peaks.items())},
         "peak_at_s": {name: round(at) for name, (_, at) in sorted(peaks.items())},
+        "rss_timeline_mb": dict(sorted(timeline.items())),
     }
 
 
@@ -78,18 +82,24 @@ def _run(script: str, task: dict, workdir: Path, sample) -> dict:
     return json.loads(result_file.read_text())
 
 
-def _sample_roles(pid: int, peaks: dict, interval: float, role) -> None:
-    started = time.monotonic()
+def _sample_roles(pid: int, peaks: dict, timeline: dict, interval: float, timeline_s: float, role) -> None:
+    started, next_point = time.monotonic(), 0.0
     try:
         root = psutil.Process(pid)
         while root.is_running() and root.status() != psutil.STATUS_ZOMBIE:
+            now, largest = time.monotonic() - started, {}
             for process in [root, *root.children(recursive=True)]:
                 try:
                     name, rss = role(process.cmdline()), process.memory_info().rss
                 except (psutil.NoSuchProcess, psutil.ZombieProcess):
                     continue
+                largest[name] = max(rss, largest.get(name, 0))
                 if rss > peaks.get(name, (0, 0.0))[0]:
-                    peaks[name] = (rss, time.monotonic() - started)
+                    peaks[name] = (rss, now)
+            if now >= next_point:
+                for name, rss in largest.items():
+                    timeline.setdefault(name, []).append([round(now), round(rss / 2**20)])
+                next_point = now + timeline_s
             time.sleep(interval)
     except psutil.NoSuchProcess:
         return

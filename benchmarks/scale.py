@@ -191,7 +191,8 @@ def main(argv: list[str] | None = None) -> None:
         _summarize(report)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(report, indent=1) + "\n")
-        print(json.dumps({k: v for k, v in result.items() if k != "dev"}, indent=1), flush=True)
+        shown = {k: v for k, v in result.items() if k not in ("dev", "rss_timeline_mb")}
+        print(json.dumps(shown, indent=1), flush=True)
     print(f"wrote {out}")
 
 
