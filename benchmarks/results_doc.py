@@ -45,6 +45,14 @@ def demo_run(data: dict) -> list[str]:
     ]
 
 
+# The distilled student's view of the teacher's scores (the distill stage's loss.normalize).
+TARGETS = {
+    "none": "the teacher's raw scores",
+    "zscore_per_group": "the teacher's scores standardised within each query's group",
+    "minmax_per_group": "the teacher's scores min-max scaled within each query's group",
+}
+
+
 def quality_study(data: dict) -> list[str]:
     s = data["settings"]
     lines = [
@@ -56,7 +64,8 @@ def quality_study(data: dict) -> list[str]:
         f"{s['sft_epochs']} epochs ({s['rank_loss']}, groups of {s['group_size']}, lr {s['sft_lr']}, head lr "
         f"{s['head_lr']}, {s['precision']}); students: MiniLM-L6, {s['student_epochs']} epochs over the labeled "
         f"queries (labels-only) and {s.get('distill_epochs') or s['student_epochs']} over the pool (distilled; the "
-        f"best dev epoch kept either way), {s['groups_per_batch']} groups of {s['group_size']} per step, lr "
+        f"best dev epoch kept either way; distilled targets: {TARGETS[s.get('normalize', 'none')]}), "
+        f"{s['groups_per_batch']} groups of {s['group_size']} per step, lr "
         f"{s['student_lr']}, "
         f"seeds {', '.join(map(str, s['seeds']))} (a student row is the mean over seeds). Intervals: paired bootstrap "
         "over test queries, 95 %, on NDCG@10.",
@@ -95,21 +104,23 @@ def quality_study(data: dict) -> list[str]:
 
 
 def pool_sizes(results: Path) -> list[str]:
-    """The claims at each pool size the study was run with (``quality_study*.json``), side by side."""
+    """The claims at each pool size and target scaling the study was run with (``quality_study*.json``)."""
     runs = sorted(
-        (json.loads(path.read_text()) for path in results.glob("quality_study*.json")), key=lambda d: d["pool_queries"]
+        (json.loads(path.read_text()) for path in results.glob("quality_study*.json")),
+        key=lambda d: (d["pool_queries"], d["settings"].get("normalize", "none")),
     )
     if len(runs) < 2:
         return []
     lines = [
         "",
-        "The study at each unlabeled pool size it was run with (NDCG@10 on the same test queries; distilled: mean "
+        "The study at each unlabeled pool size and distillation target it was run with (NDCG@10 on the same test "
+        "queries; distilled: mean "
         "over seeds, trained for the epochs shown; each run picks every model's epoch on its own dev split, of the "
         "size shown, so runs with different dev splits have teachers and labels-only students of their own):",
         "",
-        "| pool queries | teacher | labels-only | distilled | distilled − labels-only | distilled / teacher | epochs "
-        "| dev queries |",
-        "|---|---|---|---|---|---|---|---|",
+        "| pool queries | targets | teacher | labels-only | distilled | distilled − labels-only | distilled / teacher "
+        "| epochs | dev queries |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for run in runs:
         budget = next(b for b in run["budgets"] if b["budget"] == run["settings"]["demo_budget"])
@@ -117,7 +128,8 @@ def pool_sizes(results: Path) -> list[str]:
         diff, ratio = intervals["distilled_minus_labels_only"], intervals["distilled_over_teacher"]
         epochs = run["settings"].get("distill_epochs") or run["settings"]["student_epochs"]
         lines.append(
-            f"| {run['pool_queries']} | {ndcg['teacher']:.4f} | {ndcg['labels_only']:.4f} | {ndcg['hybrid']:.4f} | "
+            f"| {run['pool_queries']} | {run['settings'].get('normalize', 'none')} | {ndcg['teacher']:.4f} | "
+            f"{ndcg['labels_only']:.4f} | {ndcg['hybrid']:.4f} | "
             f"{diff['value']:+.4f} [{diff['ci_low']:+.4f}, {diff['ci_high']:+.4f}] | "
             f"{ratio['value']:.3f} [{ratio['ci_low']:.3f}, {ratio['ci_high']:.3f}] | {epochs} | "
             f"{run['dev_queries']} |"
