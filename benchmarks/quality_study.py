@@ -106,8 +106,7 @@ class Study:
         a = self.args
         # A pool several times the label budget needs fewer passes; each family keeps its best dev epoch.
         epochs = a.distill_epochs if mode == "teacher" and a.distill_epochs else a.student_epochs
-        loss_settings = [f"loss.margin_weight={a.margin_weight}", f"loss.normalize={a.normalize}"]
-        distill = loss_settings if mode == "teacher" else []
+        distill = distill_loss_overrides(a) if mode == "teacher" else []
         overrides = [
             f"mode={mode}",
             source,
@@ -159,6 +158,10 @@ def run_budget(study: Study, budget: int, cpt: str, dev: str, pool: str, test: s
     compare_dir = study.stage(f"{p}/compare", compare.run, compare.CompareConfig, "jobs/configs/compare.yaml",
                               compare_overrides)  # fmt: skip
     return summarize(budget, compare_dir, test, losses, a.seeds, dev)
+
+
+def distill_loss_overrides(args) -> list[str]:
+    return [f"loss.margin_weight={args.margin_weight}", f"loss.normalize={args.normalize}"]
 
 
 def distill_variant(args) -> str:
@@ -254,6 +257,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", default="benchmarks/results/quality_study.json")
     parser.add_argument("--trials", default="benchmarks/results/quality_trials.json", help="--dev-only's record")
     args = parser.parse_args(argv)
+    # The distill stage's own checks on --margin-weight / --normalize, now rather than hours later at the first student.
+    load_config(DistillConfig, "jobs/configs/distill.yaml", distill_loss_overrides(args))
     args.corpus = io.absolute(args.corpus)
     demo.run(demo.DemoCorpusConfig(size="small", output_dir=args.corpus))
     study = Study(args)

@@ -45,14 +45,6 @@ def demo_run(data: dict) -> list[str]:
     ]
 
 
-# The distilled student's view of the teacher's scores (the distill stage's loss.normalize).
-TARGETS = {
-    "none": "the teacher's raw scores",
-    "zscore_per_group": "the teacher's scores standardised within each query's group",
-    "minmax_per_group": "the teacher's scores min-max scaled within each query's group",
-}
-
-
 def quality_study(data: dict) -> list[str]:
     s = data["settings"]
     lines = [
@@ -64,7 +56,8 @@ def quality_study(data: dict) -> list[str]:
         f"{s['sft_epochs']} epochs ({s['rank_loss']}, groups of {s['group_size']}, lr {s['sft_lr']}, head lr "
         f"{s['head_lr']}, {s['precision']}); students: MiniLM-L6, {s['student_epochs']} epochs over the labeled "
         f"queries (labels-only) and {s.get('distill_epochs') or s['student_epochs']} over the pool (distilled; the "
-        f"best dev epoch kept either way; distilled targets: {TARGETS[s.get('normalize', 'none')]}), "
+        f"best dev epoch kept either way; the teacher's scores as targets with "
+        f"loss.normalize={s.get('normalize', 'none')}), "
         f"{s['groups_per_batch']} groups of {s['group_size']} per step, lr "
         f"{s['student_lr']}, "
         f"seeds {', '.join(map(str, s['seeds']))} (a student row is the mean over seeds). Intervals: paired bootstrap "
