@@ -19,7 +19,12 @@ from disranker.serving.config import RankerArgs
 
 REPO = Path(__file__).resolve().parents[1]
 # sentence-transformers backend → the venv ``make anchors`` installs it in.
-ANCHORS = {"onnx": ".venv-anchors-onnx", "onnx-int8": ".venv-anchors-onnx", "openvino": ".venv-anchors-openvino"}
+ANCHORS = {
+    "onnx": ".venv-anchors-onnx",
+    "onnx-int8": ".venv-anchors-onnx",
+    "openvino": ".venv-anchors-openvino",
+    "openvino-int8": ".venv-anchors-openvino",
+}
 REPEATS = 5
 
 
@@ -64,14 +69,25 @@ def cross_encoder(model_dir: str, payloads: list[dict], args) -> dict:
             "request_p99_ms": p99, "scores": np.asarray(scores, dtype=float).ravel().tolist()}  # fmt: skip
 
 
-def run_anchor(backend: str, model_dir: str, payloads: list[dict], args) -> dict:
+def calibration_pairs(scorer, args) -> list[tuple[str, str]]:
+    """The (query, document) pairs the endpoint's int8 runtimes calibrate on (``agreement.calibration_set``: the
+    student's own training table), for a static int8 anchor to calibrate on the same."""
+    from disranker.serving.agreement import calibration_set
+
+    table, _ = calibration_set(RankerArgs(model=args.model), scorer.lineage)
+    rows = table.to_pylist()
+    return [(row["query"], student_document(row["title"], row["summary"])) for row in rows]
+
+
+def run_anchor(backend: str, model_dir: str, payloads: list[dict], calibration: list, args) -> dict:
     """One sentence-transformers backend in its venv (``st_anchor.py``); skipped, with why, when it is not there."""
     python = REPO / ANCHORS[backend] / "bin" / "python"
     if not python.exists():
         return {"kind": "sentence-transformers", "skipped": f"{python.parent.parent} is missing: run `make anchors`"}
     with tempfile.TemporaryDirectory() as scratch:
         pairs, out = Path(scratch) / "pairs.json", Path(scratch) / "anchor.json"
-        pairs.write_text(json.dumps({"requests": [_pairs(payload) for payload in payloads]}))
+        given = {"requests": [_pairs(payload) for payload in payloads], "calibration": calibration}
+        pairs.write_text(json.dumps(given))
         command = [str(python), str(REPO / "benchmarks" / "st_anchor.py"), "--model", model_dir, "--pairs", str(pairs),
                    "--backend", backend, "--threads", str(args.threads), "--max-length", str(args.max_length),
                    "--out", str(out)]  # fmt: skip

@@ -31,10 +31,11 @@ import numpy as np
 import psutil
 import requests
 
+from disranker import lineage
 from disranker.serving.agreement import check_agreement
 from disranker.serving.config import BatchingArgs, RankerArgs
 from disranker.serving.scorer import TorchScorer
-from serve_anchors import ANCHORS, breakdown, cross_encoder, make_requests, run_anchor
+from serve_anchors import ANCHORS, breakdown, calibration_pairs, cross_encoder, make_requests, run_anchor
 
 MIN_SPEARMAN, MIN_TOP10 = 0.99, 0.95  # the agreement a runtime must keep with torch fp32 here (issue's floors)
 
@@ -156,6 +157,8 @@ def main(argv: list[str] | None = None) -> None:
     scorer = TorchScorer.load(RankerArgs(model=args.model, max_length=args.max_length, torch_threads=args.threads))
     scorer.model.save_pretrained(model_dir)
     scorer.tokenizer.save_pretrained(model_dir)
+    if scorer.lineage:  # the student's record goes along: int8 runtimes calibrate on its training table, as served
+        Path(model_dir, lineage.FILENAME).write_text(json.dumps(scorer.lineage))
 
     results = {}
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
@@ -167,8 +170,9 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         ray.shutdown()
     results["st-torch"] = cross_encoder(model_dir, payloads, args)
+    calibration = calibration_pairs(scorer, args)
     for backend in args.anchors:
-        results[f"st-{backend}"] = run_anchor(backend, model_dir, payloads, args)
+        results[f"st-{backend}"] = run_anchor(backend, model_dir, payloads, calibration, args)
 
     reference = np.array(results["torch"]["scores"]) if "torch" in results else np.array(results["st-torch"]["scores"])
     request_of = np.repeat(np.arange(len(payloads)), [len(p["documents"]) for p in payloads])

@@ -8,8 +8,12 @@ OpenVINO backends need older transformers than the platform's; so this file impo
     .venv-anchors-openvino/bin/python benchmarks/st_anchor.py --model DIR --pairs pairs.json --backend openvino \
         --out anchor.json
 
-``--backend``: torch, onnx, onnx-int8 (sentence-transformers' own dynamic int8 export for AVX-512 VNNI), openvino.
-``pairs.json``: ``{"requests": [[[query, document], ...], ...]}``; the output holds every pair's score in that order.
+``--backend``: torch, onnx, onnx-int8 (sentence-transformers' own dynamic int8 export for AVX-512 VNNI), openvino,
+openvino-int8 (its static int8 export, ``export_static_quantized_openvino_model``, calibrated on the pairs in
+``pairs.json``'s ``calibration``: the function takes a dataset name, so they go in as a local CSV dataset, one
+``query [SEP] document`` text per row, as it tokenises one text per example).
+``pairs.json``: ``{"requests": [[[query, document], ...], ...], "calibration": [[query, document], ...]}``; the output
+holds every pair's score in that order.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ import numpy as np
 BATCH = 32  # CrossEncoder.predict's default
 
 
-def load(model_dir: str, backend: str, threads: int, max_length: int):
+def load(model_dir: str, backend: str, threads: int, max_length: int, calibration: list[tuple[str, str]]):
     import torch
     from sentence_transformers import CrossEncoder
 
@@ -35,9 +39,14 @@ def load(model_dir: str, backend: str, threads: int, max_length: int):
     common = {"num_labels": 1, "max_length": max_length, "activation_fn": torch.nn.Identity()}
     if backend == "torch":
         return CrossEncoder(model_dir, **common)
-    if backend == "openvino":
-        ov_config = {"INFERENCE_NUM_THREADS": threads}
-        return CrossEncoder(model_dir, backend="openvino", model_kwargs={"ov_config": ov_config}, **common)
+    if backend.startswith("openvino"):
+        kwargs = {"ov_config": {"INFERENCE_NUM_THREADS": threads}}
+        encoder = CrossEncoder(model_dir, backend="openvino", model_kwargs=kwargs, **common)
+        if backend == "openvino":
+            return encoder
+        _export_openvino_int8(encoder, model_dir, calibration)
+        kwargs["file_name"] = "openvino/openvino_model_qint8_quantized.xml"
+        return CrossEncoder(model_dir, backend="openvino", model_kwargs=kwargs, **common)
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -53,22 +62,43 @@ def load(model_dir: str, backend: str, threads: int, max_length: int):
     return CrossEncoder(model_dir, backend="onnx", model_kwargs=kwargs, **common)
 
 
+def _export_openvino_int8(encoder, model_dir: str, calibration: list[tuple[str, str]]) -> None:
+    import csv
+
+    from optimum.intel import OVQuantizationConfig
+    from sentence_transformers import export_static_quantized_openvino_model
+
+    if not calibration:
+        raise ValueError("openvino-int8 needs calibration pairs ('calibration' in --pairs)")
+    dataset = Path(model_dir).parent / "calibration"
+    dataset.mkdir()
+    with open(dataset / "train.csv", "w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(["text"])
+        writer.writerows([f"{query} {encoder.tokenizer.sep_token} {document}"] for query, document in calibration)
+    config = OVQuantizationConfig(num_samples=len(calibration))
+    local = {"dataset_name": str(dataset), "dataset_config_name": "default", "dataset_split": "train"}
+    export_static_quantized_openvino_model(encoder, config, model_dir, column_name="text", **local)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="a cross-encoder folder (saved with save_pretrained)")
     parser.add_argument("--pairs", required=True)
-    parser.add_argument("--backend", choices=["torch", "onnx", "onnx-int8", "openvino"], required=True)
+    parser.add_argument("--backend", choices=["torch", "onnx", "onnx-int8", "openvino", "openvino-int8"], required=True)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--max-length", type=int, default=256)
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
 
-    requests = [[tuple(pair) for pair in request] for request in json.loads(Path(args.pairs).read_text())["requests"]]
+    given = json.loads(Path(args.pairs).read_text())
+    requests = [[tuple(pair) for pair in request] for request in given["requests"]]
+    calibration = [tuple(pair) for pair in given.get("calibration", [])]
     pairs = [pair for request in requests for pair in request]
     with tempfile.TemporaryDirectory() as scratch:  # exports land beside the weights: a copy keeps the source clean
         model_dir = shutil.copytree(args.model, Path(scratch) / "model")
         started = time.perf_counter()
-        encoder = load(str(model_dir), args.backend, args.threads, args.max_length)
+        encoder = load(str(model_dir), args.backend, args.threads, args.max_length, calibration)
         load_s = time.perf_counter() - started
         encoder.predict(pairs[:BATCH], batch_size=BATCH, show_progress_bar=False)  # warm-up
         started = time.perf_counter()
