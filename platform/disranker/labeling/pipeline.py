@@ -166,10 +166,14 @@ def _label(
         **remote_args,
     )
     assembler = shard_plan.ShardAssembler(pending)
-    for batch in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
-        for name, rows in assembler.add(batch):
-            shard_plan.write_shard(config.output_dir, name, rows, teacher_id)
-            refresh_lock()
+    # The scored blocks themselves (one Arrow table each), not iter_batches: Ray Data 2.60's plain iterator sends the
+    # dataset's whole DatasetStats, which grows with every finished block, to Ray Data's stats actor every few seconds,
+    # and that actor grew ~7.5 MiB a minute while the full pool was labeled (docs/results.md, the scale run).
+    for bundle in dataset.iter_internal_ref_bundles():
+        for entry in bundle.blocks:
+            for name, rows in assembler.add(ray.get(entry.ref)):
+                shard_plan.write_shard(config.output_dir, name, rows, teacher_id)
+                refresh_lock()
 
 
 def _read_shards(batch):
