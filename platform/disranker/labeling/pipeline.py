@@ -5,9 +5,9 @@
 
 Why the driver writes: a shard must be written whole to be skipped safely on rerun, but a GPU ``map_batches`` needs an
 integer batch size, so Ray Data's blocks do not line up with shards (and ``write_parquet`` names files with random
-ids). The driver streams the scored rows (``iter_batches``, with Ray Data's backpressure and progress bars), puts
-each shard together as its last row arrives, and writes it atomically (``labeling.shards``). The rows are small next
-to the teacher's work, so the driver is not the bottleneck.
+ids). The driver streams the scored blocks (``iter_internal_ref_bundles``, with Ray Data's backpressure and progress
+bars), puts each shard together as its last row arrives, and writes it atomically (``labeling.shards``). The rows are
+small next to the teacher's work, so the driver is not the bottleneck.
 """
 
 from __future__ import annotations
