@@ -101,7 +101,11 @@ def compile_student(path: str | Path, threads: int):
     are the same to the bit."""
     import openvino as ov
 
-    config = {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "THROUGHPUT", "NUM_STREAMS": threads}
+    # Unpinned: OpenVINO pins each stream's thread to a core by default, and a pinned stream whose core is taken by
+    # Serve's proxy or the ingress waits for it even when the other core is idle. benchmarks/serve_load.py, 64
+    # requests a level, two rounds each, 2-core AMX Xeon: 663 and 698 pairs/s unpinned against 618 and 638 pinned.
+    config = {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "THROUGHPUT", "NUM_STREAMS": threads,
+              "ENABLE_CPU_PINNING": False}  # fmt: skip
     compiled = ov.Core().compile_model(str(path), "CPU", config)
     return compiled, compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
 
