@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="the pairs each replica checks its runtime against torch on (its gate)")  # fmt: skip
     parser.add_argument("--runtimes", nargs="+", default=["torch", "onnx-int8", "openvino", "openvino-int8"])
     parser.add_argument("--anchors", nargs="*", default=list(ANCHORS), help="sentence-transformers backends")
-    parser.add_argument("--requests", type=int, default=24, help="requests per concurrency level")
+    parser.add_argument("--requests", type=int, default=64, help="requests per concurrency level")
     parser.add_argument("--docs", type=int, default=50, help="documents per request")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 8])
     parser.add_argument("--threads", type=int, default=2, help="threads of the replica and of every anchor")
