@@ -150,6 +150,8 @@ def main(argv: list[str] | None = None) -> None:
     import ray
     import torch
 
+    from disranker.serving.app import start_local_ray
+
     torch.set_num_threads(args.threads)
     payloads = make_requests(args.judgments, args.requests, args.docs)
     # One copy of the weights for every engine: a bare encoder gets its head here, once, seeded as the endpoint does.
@@ -161,7 +163,7 @@ def main(argv: list[str] | None = None) -> None:
         Path(model_dir, lineage.FILENAME).write_text(json.dumps(scorer.lineage))
 
     results = {}
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    start_local_ray(num_cpus=2, include_dashboard=False, log_to_driver=False)  # as `disranker serve` starts it
     try:
         for runtime in args.runtimes:
             results[runtime] = endpoint(model_dir, runtime, args, payloads)

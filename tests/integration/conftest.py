@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from tests.serving_client import APP, TOKEN, free_port
 
-from disranker.serving.app import TOKEN_ENV, build_app
+from disranker.serving.app import GRPC_TRANSPORT_ENV, TOKEN_ENV, build_app
 from disranker.serving.config import RankerArgs
 from disranker.testing.tiny import build_tiny_student
 
@@ -14,6 +14,13 @@ from disranker.testing.tiny import build_tiny_student
 def api_token(monkeypatch_module):
     """Set before Ray starts, so the replicas (children of this Ray) see it."""
     monkeypatch_module.setenv(TOKEN_ENV, TOKEN)
+
+
+@pytest.fixture(scope="module")
+def grpc_transport(monkeypatch_module):
+    """Serve's gRPC data plane, as `disranker serve` starts it: set before Ray starts, so its processes inherit it."""
+    for name, value in GRPC_TRANSPORT_ENV.items():
+        monkeypatch_module.setenv(name, value)
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +46,7 @@ def ranker_args(student_dir) -> RankerArgs:
 
 
 @pytest.fixture(scope="module")
-def base_url(api_token, ray_start_2_cpus, ranker_args):
+def base_url(api_token, grpc_transport, ray_start_2_cpus, ranker_args):
     from ray import serve
 
     port = free_port()

@@ -27,18 +27,22 @@ def test_serve_that_cannot_start_says_what_to_do_in_one_line(monkeypatch):
     assert "Proxy actor failed to start" in line and "RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S" in line
 
 
-def test_a_local_serve_gives_a_busy_machine_longer_readiness_checks(monkeypatch):
+def test_a_local_serve_starts_ray_with_grpc_and_longer_readiness_checks_before_serve(monkeypatch):
     from ray import serve
 
     from disranker.serving import app as serving_app
     from disranker.serving.config import load_serve_file
 
-    for name in serving_app.SLOW_START_S:  # unset, and restored after the test (start_local sets them)
-        monkeypatch.setenv(name, "")
+    for name in [*serving_app.SLOW_START_S, *serving_app.GRPC_TRANSPORT_ENV]:  # unset, and restored after the test
+        monkeypatch.setenv(name, "")  # (start_local sets them)
         monkeypatch.delenv(name)
+    monkeypatch.setenv("RAY_SERVE_PROXY_USE_GRPC", "0")  # a user's own setting stays
     started = {}
+    monkeypatch.setattr(serving_app, "ensure_ray", lambda: started.setdefault("ray_before_serve", not started))
     monkeypatch.setattr(serve, "start", lambda **kwargs: started.update(kwargs))
     monkeypatch.setattr(serve, "run", lambda *args, **kwargs: None)
     url = serving_app.start_local(load_serve_file("serve/config.yaml"))
     assert url == "http://127.0.0.1:8000" and started["http_options"]["request_timeout_s"] == 30
+    assert started["ray_before_serve"]  # Ray started as the stages start it (metrics off), before Serve could
     assert {name: int(os.environ[name]) for name in serving_app.SLOW_START_S} == serving_app.SLOW_START_S
+    assert os.environ["RAY_SERVE_USE_GRPC_BY_DEFAULT"] == "1" and os.environ["RAY_SERVE_PROXY_USE_GRPC"] == "0"
