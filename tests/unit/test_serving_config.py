@@ -102,6 +102,16 @@ def test_ray_service_embeds_the_serve_config():
     RankerArgs.model_validate(embedded["applications"][0]["args"])
 
 
+def test_ray_service_pods_use_the_grpc_data_plane_that_disranker_serve_sets():
+    from disranker.serving.app import GRPC_TRANSPORT_ENV
+
+    cluster = yaml.safe_load((ROOT / "cluster/ray-service.student.yaml").read_text())["spec"]["rayClusterConfig"]
+    for group in [cluster["headGroupSpec"], *cluster["workerGroupSpecs"]]:
+        (container,) = group["template"]["spec"]["containers"]
+        env = {entry["name"]: entry.get("value") for entry in container["env"]}
+        assert {name: env.get(name) for name in GRPC_TRANSPORT_ENV} == GRPC_TRANSPORT_ENV, container["name"]
+
+
 def test_runtime_and_its_check_are_configurable():
     assert RankerArgs().runtime == "torch"
     split = "outputs/demo/corpus/judgments/test.parquet"
