@@ -42,7 +42,7 @@ TOKEN_ENV = "DISRANKER_API_TOKEN"
 SLOW_START_S = {"RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S": 60, "RAY_SERVE_PROXY_HEALTH_CHECK_TIMEOUT_S": 60}
 # Serve's gRPC data plane (Ray's "high throughput" switches, without its direct ingress, which moves the HTTP port):
 # the proxy and the ingress reach the next replica over gRPC instead of Ray actor calls. A 50-document request's CPU
-# in the ingress and the proxy fell from ~9 + ~6.5 ms to ~6 + ~4.5 ms, and pairs/s rose from 580-650 to 680-780
+# in the ingress and the proxy fell from ~9 + ~6.5 ms to ~6 + ~4.5 ms, and pairs/s rose from 567-650 to 678-782
 # (benchmarks/serve_load.py, OpenVINO, 2 cores). Read by Serve's processes when they start; set "0" to keep Ray's.
 GRPC_TRANSPORT_ENV = {"RAY_SERVE_PROXY_USE_GRPC": "1", "RAY_SERVE_USE_GRPC_BY_DEFAULT": "1"}
 # A request is sent to a model replica at most this often: once, and again if that replica died under it. Not more,
