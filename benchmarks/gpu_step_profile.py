@@ -29,9 +29,8 @@ def profile_mode(mode: str, model_dir: str, groups: list, args) -> None:
     model, tokenizer = load_teacher_scorer(model_dir)
     model.cuda().train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-5, fused=True)
-    batches = [
-        teacher_speed.to_device(b, torch.device("cuda")) for b in teacher_speed.batches(groups, tokenizer, layout, args)
-    ]
+    prepared = teacher_speed.batches(groups, tokenizer, layout, args, args.row_tokens)
+    batches = [teacher_speed.to_device(b, torch.device("cuda")) for b in prepared]
 
     def step(batch: dict) -> None:
         teacher_speed.loss_of(model, batch, precision, "cuda").backward()

@@ -43,8 +43,9 @@ def _speed_table(data: dict) -> list[str]:
         f"{where}{flags}, torch {m['torch']}, "
         "one run; every mode trains on the same groups from the same weights. `plain-fp32-foreach` is the SFT step "
         "before this change (one padded row per document, torch's default AdamW); the other modes use the stage's "
-        "fused AdamW, so `× plain` is packing's or bf16's own factor. FLOPs are counted from the shapes (dense "
-        "attention over each row's width).",
+        "fused AdamW, so `× plain` is packing's or bf16's own factor; `≤N`: packed rows of at most N tokens. FLOPs "
+        "are counted from the shapes, attention over the pairs it computes (a padded row's every pair; packed: each "
+        "document over its prompt and itself, padded per bucket).",
         "",
         "| mode | pairs/s | × before | × plain fp32 | s/step | tokens/step | GFLOP/s | peak GPU MiB |",
         "|---|---|---|---|---|---|---|---|",
@@ -53,8 +54,9 @@ def _speed_table(data: dict) -> list[str]:
         before = f"{r['over_before']:.2f}" if r.get("over_before") else "-"
         plain = f"{r['over_plain_fp32']:.2f}" if r.get("over_plain_fp32") else "-"
         peak = f"{r['peak_gpu_mib']:,.0f}" if r.get("peak_gpu_mib") else "-"
+        name = r.get("label", r["mode"])  # records before row budgets were compared have no label
         lines.append(
-            f"| {r['mode']} | {r['pairs_per_s']:.2f} | {before} | {plain} | {r['seconds_per_step']:.2f} | "
+            f"| {name} | {r['pairs_per_s']:.2f} | {before} | {plain} | {r['seconds_per_step']:.2f} | "
             f"{r['tokens_per_step']:.0f} | {r['gflop_per_s']:.0f} | {peak} |"
         )
     return lines

@@ -34,28 +34,25 @@ from disranker.models.loading import load_teacher_scorer
 from disranker.models.lora import LoraSection, with_lora
 from disranker.models.packing import PackedRows, packed_scores
 from disranker.teacher import data
+from disranker.teacher.config import TrainingSection
 from disranker.teacher.losses import rank_loss
 
 # layout-precision[-optimizer]: "plain-fp32-foreach" is the SFT step before packing (torch's default AdamW); the
 # others use the fused AdamW the stage uses now, so each ratio to "plain-fp32" is packing's or bf16's own.
 MODES = ("plain-fp32-foreach", "plain-fp32", "packed-fp32", "plain-bf16", "packed-bf16")
-PACKED_KEYS = ("input_ids", "position_ids", "attention_mask", "eos_index")
 
 
-def batches(groups: list, tokenizer, layout: str, args) -> list[dict]:
+def batches(groups: list, tokenizer, layout: str, args, row_tokens: int) -> list[dict]:
     chunks = [groups[i : i + args.groups_per_step] for i in range(0, len(groups), args.groups_per_step)]
     if layout == "packed":
-        return [
-            data.collate_groups_packed(c, tokenizer, args.max_length, args.group_size, args.row_tokens) for c in chunks
-        ]
+        return [data.collate_groups_packed(c, tokenizer, args.max_length, args.group_size, row_tokens) for c in chunks]
     return [data.collate_groups(c, tokenizer, args.max_length, args.group_size) for c in chunks]
 
 
 def loss_of(model, batch: dict, mode_precision: str, device_type: str) -> torch.Tensor:
     with precision.autocast(mode_precision, device_type):
         if "eos_index" in batch:
-            rows = PackedRows(**{k: batch[k] for k in PACKED_KEYS}, standalone=int(batch["standalone"]))
-            flat = packed_scores(model, model, rows)
+            flat = packed_scores(model, model, PackedRows.from_batch(batch))
         else:
             flat = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, 0]
     scores = data.scatter_scores(flat.float(), batch["slots"], tuple(batch["labels"].shape))
@@ -81,16 +78,21 @@ def random_weight_twin(model_dir: str, out_dir: str) -> str:
 
 def step_flops(model, batch: dict) -> float:
     """Matmul FLOPs of one training step (forward + backward = 3× the forward): 2 per weight per token for the
-    decoder's linear layers and the head, plus attention's QKᵀ and AV over every row's full width (a dense mask runs
-    every position, masked or not). Embedding lookups are not matmuls and are left out."""
+    decoder's linear layers and the head, plus attention's QKᵀ and AV over the (query, key) pairs it computes: every
+    pair of a padded row, or each packed bucket's padded segments (``models.segment_attention``). Embedding lookups
+    are not matmuls and are left out."""
     config = model.config
     linear = sum(p.numel() for name, p in model.named_parameters() if p.dim() == 2 and "embed_tokens" not in name)
     rows, width = batch["input_ids"].shape
-    attention = 2 * 2 * config.num_hidden_layers * config.hidden_size * rows * width * width
+    if "segment_shapes" in batch:
+        pairs = sum(n * queries * keys for n, queries, keys in batch["segment_shapes"].tolist())
+    else:
+        pairs = rows * width * width
+    attention = 2 * 2 * config.num_hidden_layers * config.hidden_size * pairs
     return 3 * (2 * linear * rows * width + attention)
 
 
-def run_mode(args, mode: str, groups: list) -> dict:
+def run_mode(args, mode: str, groups: list, row_tokens: int | None = None) -> dict:
     layout, mode_precision, *optimizer_kind = mode.split("-")
     device = torch.device(args.device)
     with torch.random.fork_rng(devices=[]):
@@ -104,7 +106,7 @@ def run_mode(args, mode: str, groups: list) -> dict:
         torch.cuda.empty_cache()  # the previous mode's model and optimizer are gone: measure this one's peak alone
         torch.cuda.reset_peak_memory_stats()
     optimizer = torch.optim.AdamW(trainable, lr=args.lr, fused=optimizer_kind != ["foreach"])
-    prepared = [to_device(batch, device) for batch in batches(groups, tokenizer, layout, args)]
+    prepared = [to_device(batch, device) for batch in batches(groups, tokenizer, layout, args, row_tokens)]
     losses, seconds = [], []
     for i, batch in enumerate(prepared[: args.warmup + args.steps]):
         started = time.perf_counter()
@@ -124,7 +126,9 @@ def run_mode(args, mode: str, groups: list) -> dict:
     flops = sum(step_flops(model, b) for b in timed)
     return {
         "mode": mode,
+        "label": f"{mode} ≤{row_tokens}" if row_tokens else mode,  # packed: rows of at most row_tokens tokens
         "layout": layout,
+        "row_tokens": row_tokens,
         "precision": mode_precision,
         "pairs_per_s": pairs / sum(seconds),
         "seconds_per_step": float(np.mean(seconds)),
@@ -147,7 +151,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--groups-per-step", type=int, default=2)
     parser.add_argument("--group-size", type=int, default=16)
     parser.add_argument("--max-length", type=int, default=96)
-    parser.add_argument("--row-tokens", type=int, default=512)
+    parser.add_argument(
+        "--row-tokens",
+        type=int,
+        nargs="+",
+        default=[TrainingSection.pack_row_tokens],
+        help="packed rows' token budget (the SFT stage's training.pack_row_tokens); several: each packed mode at each",
+    )
     parser.add_argument("--steps", type=int, default=8, help="timed steps per mode")
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--lr", type=float, default=3e-5)
@@ -169,16 +179,17 @@ def main(argv: list[str] | None = None) -> None:
 
     rows = []
     for mode in args.modes:
-        rows.append(run_mode(args, mode, groups))
-        print(f"{mode}: {rows[-1]['pairs_per_s']:.2f} pairs/s", flush=True)
-    by_mode = {r["mode"]: r for r in rows}
-    print(f"\n{'mode':<19} {'pairs/s':>8} {'× before':>9} {'× plain':>8} {'s/step':>7} {'tokens':>7} {'GFLOP/s':>8}")
+        for row_tokens in args.row_tokens if mode.startswith("packed") else [None]:
+            rows.append(run_mode(args, mode, groups, row_tokens))
+            print(f"{rows[-1]['label']}: {rows[-1]['pairs_per_s']:.2f} pairs/s", flush=True)
+    by_mode = {r["mode"]: r for r in rows if r["layout"] == "plain"}
+    print(f"\n{'mode':<23} {'pairs/s':>8} {'× before':>9} {'× plain':>8} {'s/step':>7} {'tokens':>7} {'GFLOP/s':>8}")
     for r in rows:
         for key, base in (("over_before", "plain-fp32-foreach"), ("over_plain_fp32", "plain-fp32")):
             r[key] = r["pairs_per_s"] / by_mode[base]["pairs_per_s"] if base in by_mode else None
         ratios = " ".join(f"{r[k]:>8.2f}" if r[k] else f"{'-':>8}" for k in ("over_before", "over_plain_fp32"))
         print(
-            f"{r['mode']:<19} {r['pairs_per_s']:>8.2f} {ratios} {r['seconds_per_step']:>7.2f} "
+            f"{r['label']:<23} {r['pairs_per_s']:>8.2f} {ratios} {r['seconds_per_step']:>7.2f} "
             f"{r['tokens_per_step']:>7.0f} {r['gflop_per_s']:>8.1f}"
         )
     for r in rows:  # packing must not change the loss: each step's difference from the plain layout's, same precision

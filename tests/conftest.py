@@ -73,9 +73,7 @@ def packed_and_plain():
         plain = {k: v.to(device) for k, v in data.collate_groups(groups, tokenizer, max_length, size).items()}
         packed = data.collate_groups_packed(groups, tokenizer, max_length, size, row_tokens)
         packed = {k: v.to(device) for k, v in packed.items()}
-        rows = PackedRows(
-            **{k: packed[k] for k in ("input_ids", "position_ids", "attention_mask", "eos_index")}, standalone=0
-        )
+        rows = PackedRows.from_batch(packed)
         want = scores_and_gradients(
             model, plain, lambda b: model(b["input_ids"], attention_mask=b["attention_mask"]).logits[:, 0]
         )

@@ -1,4 +1,4 @@
-"""Packed SFT rows on CUDA: the same scores and gradients as one padded row per document (SDPA with a 4-D mask)."""
+"""Packed SFT rows on CUDA: the same scores and gradients as one padded row per document (segment attention)."""
 
 from __future__ import annotations
 

@@ -15,30 +15,25 @@ row ``prompt + document + EOS`` gives (to float32 rounding; tests/unit/test_pack
 A document whose full token ids do not start with its prompt's ids (a tokenizer that merges across the newline, a
 query cut by ``max_length``) rides in the same row as a *standalone* segment: its whole ids, positions from 0,
 attending to itself only — the plain computation, just without padding. Rows hold up to ``row_tokens`` tokens:
-small groups share a row, a group longer than that spans several rows, each repeating the prompt, because the dense
-4-D mask makes attention cost grow with the square of the row (a 420-token row spends ~13 % of SmolLM2's FLOPs there).
+small groups share a row, a group longer than that spans several rows, each repeating the prompt. Attention runs per
+segment (``models.segment_attention``), over the keys each one may see, not over the whole row.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 
 import torch
 
 from disranker.models.prefix_scoring import supports_prefix_sharing
-
-# Attention implementations that take a custom 4-D mask (flash-attention kernels ignore one, so they cannot pack).
-MASKABLE_ATTENTION = ("sdpa", "eager")
+from disranker.models.segment_attention import Segment, SegmentLayout, attention_by_segments, segment_layout
 
 
 def packing_unsupported_reason(model) -> str | None:
     """Why ``model`` cannot be trained on packed rows, or None when it can."""
     if not supports_prefix_sharing(model):
         return f"{type(model).__name__} has no `score` layer on a `base_model` to read each document's EOS from"
-    attention = getattr(model.config, "_attn_implementation", None)
-    if attention not in MASKABLE_ATTENTION:
-        return f"attention implementation {attention!r} takes no 4-D mask (packing needs one of {MASKABLE_ATTENTION})"
     return None
 
 
@@ -46,18 +41,27 @@ def packing_unsupported_reason(model) -> str | None:
 class PackedRows:
     """Rows of packed query groups, ready for the model, and where each document's score is read.
 
-    ``input_ids``/``position_ids`` are [rows, width]; ``attention_mask`` is [rows, 1, width, width] (bool, True =
-    may attend); ``eos_index[d]`` is document d's EOS in the flattened [rows * width] positions, in input order."""
+    ``input_ids``/``position_ids`` are [rows, width]; ``segments`` says which keys each token attends to
+    (``models.segment_attention``); ``eos_index[d]`` is document d's EOS in the flattened [rows * width] positions, in
+    input order."""
 
     input_ids: torch.Tensor
     position_ids: torch.Tensor
-    attention_mask: torch.Tensor
+    segments: SegmentLayout
     eos_index: torch.Tensor
     standalone: int  # documents that did not start with their prompt's ids and ran whole
 
-    def to(self, device) -> PackedRows:
-        moved = {k: getattr(self, k).to(device) for k in ("input_ids", "position_ids", "attention_mask", "eos_index")}
-        return PackedRows(**moved, standalone=self.standalone)
+    def as_batch(self) -> dict[str, torch.Tensor]:
+        """Tensors only (a training batch is moved to its device key by key); ``from_batch`` reads them back."""
+        layout = {f"segment_{f.name}": getattr(self.segments, f.name) for f in fields(SegmentLayout)}
+        rows = {"input_ids": self.input_ids, "position_ids": self.position_ids, "eos_index": self.eos_index}
+        return {**rows, **layout, "standalone": torch.tensor(self.standalone)}
+
+    @classmethod
+    def from_batch(cls, batch: dict[str, torch.Tensor]) -> PackedRows:
+        layout = SegmentLayout(**{f.name: batch[f"segment_{f.name}"] for f in fields(SegmentLayout)})
+        rows = {key: batch[key] for key in ("input_ids", "position_ids", "eos_index")}
+        return cls(**rows, segments=layout, standalone=int(batch["standalone"]))
 
     @property
     def tokens(self) -> int:
@@ -96,33 +100,21 @@ def pack_groups(
     width = max(sum(len(ids) for ids, _, _ in row) for row in rows)
     input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     position_ids = torch.zeros((len(rows), width), dtype=torch.long)
-    segment_of = torch.full((len(rows), width), -1, dtype=torch.long)  # -1: padding
-    prompt_of = torch.full((len(rows), width), -2, dtype=torch.long)  # the segment a token's prompt is in; -2: none
+    segments: list[Segment] = []
     for r, row in enumerate(rows):
-        column = 0
+        starts = [r * width + sum(len(ids) for ids, _, _ in row[:s]) for s in range(len(row))]
         for s, (ids, first_position, prompt_segment) in enumerate(row):
-            end = column + len(ids)
-            input_ids[r, column:end] = torch.tensor(ids, dtype=torch.long)
-            position_ids[r, column:end] = torch.arange(first_position, first_position + len(ids))
-            segment_of[r, column:end] = s
-            if prompt_segment is not None:
-                prompt_of[r, column:end] = prompt_segment
-            column = end
+            column = starts[s] - r * width
+            input_ids[r, column : column + len(ids)] = torch.tensor(ids, dtype=torch.long)
+            position_ids[r, column : column + len(ids)] = torch.arange(first_position, first_position + len(ids))
+            if prompt_segment is None:
+                prompt = ()
+            else:
+                prompt = range(starts[prompt_segment], starts[prompt_segment] + len(row[prompt_segment][0]))
+            segments.append(Segment(own=range(starts[s], starts[s] + len(ids)), prompt=prompt))
     eos_index = torch.tensor([r * width + c for r, c in eos_at], dtype=torch.long)
-    return PackedRows(input_ids, position_ids, _attention_mask(segment_of, prompt_of), eos_index, standalone)
-
-
-def _attention_mask(segment_of: torch.Tensor, prompt_of: torch.Tensor) -> torch.Tensor:
-    """[rows, 1, width, width]: query i may attend key j ≤ i of its own segment or of its prompt's segment.
-
-    A padding position attends to itself only: an all-masked row would make the softmax NaN, and nothing reads it."""
-    query, key = segment_of.unsqueeze(2), segment_of.unsqueeze(1)
-    width = segment_of.shape[1]
-    causal = torch.ones(width, width, dtype=torch.bool).tril()
-    own = (query == key) & (query >= 0)
-    prompt = prompt_of.unsqueeze(2) == key
-    padding = (segment_of < 0).unsqueeze(2) & torch.eye(width, dtype=torch.bool)
-    return (((own | prompt) & causal) | padding).unsqueeze(1)
+    layout = segment_layout(segments, tokens=len(rows) * width)
+    return PackedRows(input_ids, position_ids, layout, eos_index, standalone)
 
 
 def packed_scores(forward: Callable, model, packed: PackedRows) -> torch.Tensor:
@@ -133,23 +125,13 @@ def packed_scores(forward: Callable, model, packed: PackedRows) -> torch.Tensor:
     for a forward through the wrapper). A sequence-classification forward returns one pooled logit per row, and a
     packed row holds many documents, so the per-position output of ``model.score`` is taken with a forward hook."""
     seen: list[torch.Tensor] = []
+    # every layer reads the buckets' shapes: from host memory, so that a GPU is not synchronised once per layer
+    segments = replace(packed.segments, shapes=packed.segments.shapes.cpu())
     hook = model.score.register_forward_hook(lambda module, args, out: seen.append(out))
     try:
-        forward(
-            input_ids=packed.input_ids,
-            position_ids=packed.position_ids,
-            attention_mask=_mask_for(model, packed.attention_mask),
-            use_cache=False,
-        )
+        with attention_by_segments(model):
+            forward(input_ids=packed.input_ids, position_ids=packed.position_ids, segments=segments, use_cache=False)
     finally:
         hook.remove()
     per_position = seen[-1]
     return per_position.reshape(-1, per_position.shape[-1])[packed.eos_index, 0].float()
-
-
-def _mask_for(model, mask: torch.Tensor) -> torch.Tensor:
-    """SDPA takes the boolean mask as is; eager attention adds the mask to its scores, so it gets 0 / -inf floats."""
-    if model.config._attn_implementation == "sdpa":
-        return mask
-    dtype = next(model.parameters()).dtype
-    return torch.zeros(mask.shape, dtype=dtype).masked_fill(~mask, torch.finfo(dtype).min)

@@ -60,9 +60,11 @@ class TrainingSection:
     max_length: int = 256  # tokens per text (the teacher texts of models.text)
     group_size: int = 8  # SFT: docs per query group (fewer when a query has fewer judged docs)
     # SFT: each query's prompt once, its documents packed behind it (models/packing.py; same scores and gradients as
-    # one padded row per document); false, or a model without a `score` layer / 4-D masks: one row per document
+    # one padded row per document); false, or a model without a `score` layer: one row per document
     packed: bool = True
-    pack_row_tokens: int = 512  # SFT packed rows: at most this many tokens (a longer group spans rows)
+    # SFT packed rows: at most this many tokens. Attention runs per document, so a long row costs nothing extra; a
+    # group that does not fit continues in the next row behind a copy of its prompt, and rows are padded to the longest
+    pack_row_tokens: int = 2048
     rank_loss: str = "hinge"  # SFT loss: hinge (the paper's), ranknet or listwise
     margin: float = 1.0  # hinge margin in logit units
     eval_batch_size: int = 32  # SFT: pairs per forward when scoring the dev split

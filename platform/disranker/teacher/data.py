@@ -210,18 +210,10 @@ def collate_groups_packed(
     groups: list[QueryGroup], tokenizer, max_length: int, group_size: int, row_tokens: int
 ) -> dict[str, torch.Tensor]:
     """The same documents, slots, labels and mask as ``collate_groups``, each query's prompt once per packed row
-    (``models.packing``): ``input_ids``, ``position_ids``, a 4-D ``attention_mask``, ``eos_index`` and ``standalone``
-    (documents that did not start with their prompt's ids and ran whole)."""
+    (``models.packing``): ``PackedRows.as_batch``'s tensors (``PackedRows.from_batch`` reads them back)."""
     prompts = tokenizer([cpt_prompt(group.query) for group in groups], add_special_tokens=True)["input_ids"]
     packed = pack_groups(prompts, _encode_groups(groups, tokenizer, max_length), row_tokens, tokenizer.pad_token_id)
-    return {
-        "input_ids": packed.input_ids,
-        "position_ids": packed.position_ids,
-        "attention_mask": packed.attention_mask,
-        "eos_index": packed.eos_index,
-        "standalone": torch.tensor(packed.standalone),
-        **_grid(groups, group_size),
-    }
+    return {**packed.as_batch(), **_grid(groups, group_size)}
 
 
 def _encode_groups(groups: list[QueryGroup], tokenizer, max_length: int) -> list[list[list[int]]]:

@@ -30,7 +30,6 @@ from disranker.training.ingest import group_shards, shard_datasets
 from disranker.training.loop import BackendTask, LoopSettings, run_loop
 from disranker.training.runner import StageRun, fault_of
 
-PACKED_KEYS = ("input_ids", "position_ids", "attention_mask", "eos_index")
 logger = logging.getLogger(__name__)
 
 
@@ -204,8 +203,7 @@ def _loss(config: TeacherConfig, backend, batch: dict) -> torch.Tensor:
     if config.stage == "cpt":
         return backend.forward(**batch).loss  # transformers' shifted cross-entropy; -100 labels are ignored
     if "eos_index" in batch:
-        rows = PackedRows(**{k: batch[k] for k in PACKED_KEYS}, standalone=int(batch["standalone"]))
-        flat_scores = packed_scores(backend.forward, backend.module, rows)
+        flat_scores = packed_scores(backend.forward, backend.module, PackedRows.from_batch(batch))
     else:
         flat_scores = backend.forward(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, 0]
     scores = data.scatter_scores(flat_scores.float(), batch["slots"], tuple(batch["labels"].shape))
