@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 8])
     parser.add_argument("--threads", type=int, default=2, help="threads of the replica and of every anchor")
     parser.add_argument("--max-length", type=int, default=256)
-    parser.add_argument("--forward-batch-size", type=int, default=32)
+    parser.add_argument("--forward-batch-size", type=int, default=RankerArgs().forward_batch_size)
     parser.add_argument("--max-batch-size", type=int, default=256)
     parser.add_argument("--batch-wait-timeout-s", type=float, default=BatchingArgs().batch_wait_timeout_s)
     parser.add_argument("--cache-dir", default=None, help="exported graphs (default: the platform's model cache)")
