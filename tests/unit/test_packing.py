@@ -123,9 +123,24 @@ def test_models_that_cannot_pack_say_why_and_windowed_attention_is_refused(teach
     assert packing_unsupported_reason(model) is None
     assert "no `score` layer" in packing_unsupported_reason(torch.nn.Linear(2, 2))
     rows = PackedRows.from_batch(data.collate_groups_packed(GROUPS, tokenizer, MAX_LENGTH, GROUP_SIZE, 512))
-    states = torch.zeros(1, 1, rows.input_ids.shape[1], 4)
-    with pytest.raises(ValueError, match="sliding window"):
-        segment_attention_forward(model, states, states, states, None, segments=rows.segments, sliding_window=8)
+    states = torch.randn(1, 1, rows.input_ids.shape[1], 4)
+    longest = int(rows.segments.shapes[:, 2].max())
+    unwindowed, _ = segment_attention_forward(model, states, states, states, None, segments=rows.segments)
+    windowed, _ = segment_attention_forward(
+        model, states, states, states, None, segments=rows.segments, sliding_window=longest
+    )
+    assert torch.equal(windowed, unwindowed)  # a window every segment fits in changes nothing
+    with pytest.raises(ValueError, match=f"{longest} keys, more than the sliding window of {longest - 1}"):
+        segment_attention_forward(
+            model, states, states, states, None, segments=rows.segments, sliding_window=longest - 1
+        )
+    with pytest.raises(ValueError, match="soft-capping"):
+        segment_attention_forward(model, states, states, states, None, segments=rows.segments, softcap=50.0)
+    model.config.attn_logit_softcapping = 50.0
+    try:
+        assert "soft-caps its attention logits" in packing_unsupported_reason(model)
+    finally:
+        del model.config.attn_logit_softcapping
     with pytest.raises(ValueError, match="`segments` layout"):
         segment_attention_forward(model, states, states, states, None)
     assert packed_scores(model, model, rows).shape == (len(rows.eos_index),)

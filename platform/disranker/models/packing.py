@@ -34,6 +34,8 @@ def packing_unsupported_reason(model) -> str | None:
     """Why ``model`` cannot be trained on packed rows, or None when it can."""
     if not supports_prefix_sharing(model):
         return f"{type(model).__name__} has no `score` layer on a `base_model` to read each document's EOS from"
+    if getattr(model.config, "attn_logit_softcapping", None) is not None:  # Gemma 2: segment attention has no cap
+        return f"{type(model).__name__} soft-caps its attention logits, which packed segment attention does not"
     return None
 
 

@@ -119,8 +119,12 @@ def segment_attention_forward(
     kv heads, width, dim]; returns [rows, width, heads, dim]."""
     if segments is None:
         raise ValueError(f"attention {ATTENTION_NAME!r} needs the packed rows' `segments` layout")
-    if kwargs.get("sliding_window") is not None or kwargs.get("s_aux") is not None:
-        raise ValueError("segment attention has no sliding window or attention sinks; train this model unpacked")
+    if kwargs.get("softcap") is not None or kwargs.get("s_aux") is not None:
+        raise ValueError("segment attention has no logit soft-capping or attention sinks; train this model unpacked")
+    # A sliding window (Gemma 3's local layers, Mistral) changes nothing while every segment's keys fit in it.
+    window, longest = kwargs.get("sliding_window"), int(segments.shapes[:, 2].max())
+    if window is not None and longest > window:
+        raise ValueError(f"a segment has {longest} keys, more than the sliding window of {window}: train unpacked")
     rows, heads, width, dim = query.shape
     groups = heads // key.shape[1]
     # On CPU attention runs in float32 whatever the autocast: torch's bf16 SDPA backward on buckets this small took a
