@@ -1,4 +1,4 @@
-"""The endpoint when things go wrong or change underneath it, on a local Ray over real HTTP: the int8 ONNX runtime
+"""The endpoint when things go wrong or change underneath it, on a local Ray over real HTTP: the faster runtimes
 checked at replica start, overload answered with fast 503s, and a model replica killed under load. The replica-kill
 test runs last: it replaces the replica the others use.
 """
@@ -19,31 +19,54 @@ from disranker.serving.config import RankerArgs
 pytestmark = pytest.mark.integration
 
 
-def test_onnx_int8_runtime_is_checked_and_reported(base_url, ranker_args, tmp_path_factory):
-    """A second application on the same Serve: the student as its int8 ONNX graph, checked against torch at replica
-    start (floors for a 32-wide random BERT, see tests/unit/test_onnx_runtime.py) and reported by /info."""
+# tolerance: how far a request's scores may move when it shares batches. int8 activations move with the batch's other
+# rows (by up to 0.03 here, about as much as this tiny model's documents differ); OpenVINO's floats do not move.
+@pytest.mark.parametrize(
+    ("runtime", "file_key", "file_name", "concurrent_batches", "tolerance"),
+    [("onnx-int8", "onnx_file", "model.int8.onnx", 1, 0.05), ("openvino", "openvino_file", "model.xml", 4, 1e-5)],
+)
+def test_faster_runtime_is_checked_and_reported(
+    base_url, ranker_args, tmp_path_factory, runtime, file_key, file_name, concurrent_batches, tolerance
+):
+    """A second application on the same Serve: the student in a faster runtime, checked against torch at replica
+    start (floors for a 32-wide random BERT, see tests/unit/test_onnx_runtime.py) and reported by /info. Concurrent
+    requests (OpenVINO scores several batches at once) get the scores each gets alone."""
     from ray import serve
 
-    cache = str(tmp_path_factory.mktemp("onnx"))
-    onnx_args = RankerArgs.model_validate(
+    cache = str(tmp_path_factory.mktemp(runtime))
+    fast_args = RankerArgs.model_validate(
         {
             **ranker_args.model_dump(),
-            "runtime": "onnx-int8",
+            "runtime": runtime,
             "check": {"min_spearman": 0.8, "min_top10_agreement": 0.6, "cache_dir": cache},
             "autoscaling": {"min_replicas": 1, "max_replicas": 1},
+            "batching": {"max_batch_size": 16, "batch_wait_timeout_s": 0.1},
         }
     )
-    serve.run(build_app(onnx_args), name="ranker-onnx", route_prefix="/onnx")
+    url = f"{base_url}/{runtime}"
+    serve.run(build_app(fast_args), name=f"ranker-{runtime}", route_prefix=f"/{runtime}")
     try:
-        runtime = info(f"{base_url}/onnx")["runtime"]
-        assert runtime["active"] == "onnx-int8" and runtime["reason"] is None
-        assert runtime["check"]["spearman"] >= 0.8 and runtime["onnx_file"].endswith("model.int8.onnx")
-        response = rank(f"{base_url}/onnx", {"query": QUERY, "documents": DOCS})
-        assert response.status_code == 200, response.text
-        assert sorted(r["id"] for r in response.json()["results"]) == sorted(d["id"] for d in DOCS)
+        answered = info(url)
+        assert answered["runtime"]["active"] == runtime and answered["runtime"]["reason"] is None
+        assert answered["runtime"]["check"]["spearman"] >= 0.8 and answered["runtime"][file_key].endswith(file_name)
+        assert answered["batching"]["max_concurrent_batches"] == concurrent_batches
+        # Each request its own query and documents, so that scores handed to the wrong request would show.
+        payloads = [{"query": f"{QUERY} {i}", "documents": DOCS[i % 4 :] + DOCS[: i % 4]} for i in range(12)]
+        alone = [_scores(rank(url, payload)) for payload in payloads]
+        before = info(url)["counters"]["batches"]
+        with ThreadPoolExecutor(12) as pool:
+            together = list(pool.map(lambda payload: _scores(rank(url, payload)), payloads))
+        assert info(url)["counters"]["batches"] - before < 12  # they shared batches
+        for got, expected in zip(together, alone, strict=True):
+            assert got == pytest.approx(expected, abs=tolerance)
         assert info(base_url)["runtime"] == {"requested": "torch", "active": "torch"}
     finally:
-        serve.delete("ranker-onnx")
+        serve.delete(f"ranker-{runtime}")
+
+
+def _scores(response: requests.Response) -> dict[str, float]:
+    assert response.status_code == 200, response.text
+    return {result["id"]: result["score"] for result in response.json()["results"]}
 
 
 def test_overload_gets_a_fast_503_with_retry_after(base_url, ranker_args):

@@ -4,7 +4,9 @@ The HTTP side (``serving.app``) is a separate deployment that calls this one thr
 whose model replica dies in flight is retried on a live replica instead of reaching the client as Serve's 500.
 Every request goes through one ``@serve.batch`` queue (as chunks of at most ``max_batch_size`` documents), so
 concurrent requests share model calls of up to that many pairs; its size and wait come from ``user_config`` and
-change on running replicas through ``reconfigure()``. Replicas scale between ``autoscaling.min_replicas`` and
+change on running replicas through ``reconfigure()``. The runtime says how many batches may score at once
+(``PairScorer.concurrent_batches``: several for OpenVINO, whose streams take the next batch's forwards while one
+batch's last forward runs). Replicas scale between ``autoscaling.min_replicas`` and
 ``max_replicas`` on requests in flight.
 """
 
@@ -48,6 +50,15 @@ class Ranker:
         self.scorer = load_scorer(self.args)
         self.counters = {"requests": 0, "batches": 0, "pairs": 0}
         self.max_batch_size = self.args.batching.max_batch_size  # reconfigure() sets it again from user_config
+        # Built here, not as a decorator, because how many batches may score at once is the runtime's to say
+        # (``PairScorer.concurrent_batches``). Entries are chunks of one request's documents; max_batch_size counts
+        # their pairs (batch_size_fn), so a model call holds at most that many pairs whether from one request or more.
+        self._score_chunks = serve.batch(
+            max_batch_size=self.max_batch_size,
+            batch_wait_timeout_s=self.args.batching.batch_wait_timeout_s,
+            max_concurrent_batches=self.scorer.concurrent_batches,
+            batch_size_fn=lambda chunks: sum(len(titles) for _, titles, _ in chunks),
+        )(self._score_batch)
 
     async def check_health(self) -> None:
         """Serve calls this every ``health_check_period_s``: a replica whose model no longer scores is replaced."""
@@ -91,19 +102,14 @@ class Ranker:
             "batching": {
                 "max_batch_size": self._score_chunks._get_max_batch_size(),
                 "batch_wait_timeout_s": self._score_chunks._get_batch_wait_timeout_s(),
+                "max_concurrent_batches": self.scorer.concurrent_batches,
             },
             "replica": serve.get_replica_context().replica_id.unique_id,
             "counters": dict(self.counters),  # this replica's, since it started
         }
 
-    # Entries are chunks of one request's documents; max_batch_size counts their pairs (batch_size_fn), so a model
-    # call holds at most that many pairs whether they come from one request or several.
-    @serve.batch(
-        max_batch_size=BatchingArgs().max_batch_size,
-        batch_wait_timeout_s=BatchingArgs().batch_wait_timeout_s,
-        batch_size_fn=lambda chunks: sum(len(titles) for _, titles, _ in chunks),
-    )
-    async def _score_chunks(self, chunks: list[tuple[str, list[str], list[str]]]) -> list[list[float]]:
+    async def _score_batch(self, chunks: list[tuple[str, list[str], list[str]]]) -> list[list[float]]:
+        """One batch of the queue (``self._score_chunks``): every chunk's scores, in its documents' order."""
         pairs = [
             (query, *document)
             for query, titles, summaries in chunks

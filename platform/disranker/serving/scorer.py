@@ -14,7 +14,7 @@ import copy
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -39,6 +39,9 @@ class PairScorer(ABC):
     forward_batch_size: int
     # Which runtime serves and, for onnx-int8, the agreement check's numbers and outcome (shown by /info).
     runtime: dict = field(default_factory=lambda: {"requested": "torch", "active": "torch"})
+    # How many batches of the replica's queue may score at once: one, unless the runtime runs several forwards side by
+    # side without the calls contending for the same threads (OpenVINO's streams, ``OpenVinoScorer``).
+    concurrent_batches: ClassVar[int] = 1
     pair_specials: int = field(init=False)  # [CLS] q [SEP] d [SEP] → 3 for BERT
     # ``truncated`` runs in request threads while batches score in another: a fast tokenizer's truncation setting is
     # state that each call sets, so the two must not share one (seen: pairs longer than max_length under load).
