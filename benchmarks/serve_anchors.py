@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from disranker.data import io
-from disranker.models.text import encode_student, student_document
+from disranker.models.text import student_document
 from disranker.serving.config import RankerArgs
 
 REPO = Path(__file__).resolve().parents[1]
@@ -99,8 +99,8 @@ def run_anchor(backend: str, model_dir: str, payloads: list[dict], calibration: 
 
 def breakdown(model_dir: str, runtime: str, args, payload: dict, served: dict) -> dict[str, float]:
     """Where one request's time goes (median ms of a few calls in this process, with the runtime the replica served):
-    the length check (documents tokenised alone, for ``truncated``), the pair tokenisation, the forward passes, and
-    the rest of the endpoint's p50 at concurrency 1 (HTTP, JSON, the ingress hop and the batch queue)."""
+    the request's tokenisation (``PairEncoder.encode``, in the request's thread), padding the batch, the forward
+    passes, and the rest of the endpoint's p50 at concurrency 1 (HTTP, JSON, the ingress hop and the batch queue)."""
     from disranker.serving.runtime import load_scorer
 
     active = served["replica_gate"]["active"]
@@ -110,7 +110,6 @@ def breakdown(model_dir: str, runtime: str, args, payload: dict, served: dict) -
                                     check=check))  # fmt: skip
     query = payload["query"]
     titles, summaries = [d["title"] for d in payload["documents"]], [d["summary"] for d in payload["documents"]]
-    queries = [query] * len(titles)
 
     def median_ms(call) -> float:
         call()
@@ -121,8 +120,11 @@ def breakdown(model_dir: str, runtime: str, args, payload: dict, served: dict) -
             times.append((time.perf_counter() - start) * 1000)
         return statistics.median(times)
 
-    length = median_ms(lambda: scorer.truncated(query, titles, summaries))
-    encode = median_ms(lambda: encode_student(scorer.tokenizer, queries, titles, summaries, args.max_length, "np"))
-    score = median_ms(lambda: scorer.score(queries, titles, summaries))
-    return {"length check": length, "pair tokenisation": encode, "forward": max(0.0, score - encode),
-            "HTTP, JSON, ingress hop, batch queue": max(0.0, served["request_p50_ms"] - length - score)}  # fmt: skip
+    encoder = scorer.encoder
+    pairs = encoder.encode(query, titles, summaries).pairs
+    padded = encoder.pad(pairs)
+    encode = median_ms(lambda: encoder.encode(query, titles, summaries))
+    pad = median_ms(lambda: encoder.pad(pairs))
+    forward = median_ms(lambda: scorer.score_encoded(padded))
+    rest = max(0.0, served["request_p50_ms"] - encode - pad - forward)
+    return {"tokenisation": encode, "padding": pad, "forward": forward, "HTTP, JSON, ingress hop, batch queue": rest}

@@ -191,7 +191,7 @@ def test_agreeing_graph_is_served(tiny_dir, onnx_cache, int8_path):
     assert runtime["check"]["spearman"] >= LOOSE["min_spearman"]
     scores = scorer.score(["a cat"], ["cat"], ["feline"])
     assert scores.shape == (1,) and scores.dtype == np.float32
-    assert scorer.truncated("a cat", ["cat", "tree " * 80], ["feline", ""]) == [False, True]
+    assert scorer.encoder.encode("a cat", ["cat", "tree " * 80], ["feline", ""]).truncated == [False, True]
 
 
 def test_impossible_thresholds_fall_back_to_torch(tiny_dir, onnx_cache, int8_path):

@@ -65,6 +65,7 @@ def test_openvino_runtime_is_served_when_it_ranks_like_torch(tiny_dir, cache, ru
 def test_batches_in_flight_on_both_streams_land_on_their_own_pairs(tiny_dir, cache):
     from disranker.models.onnx_export import graph_batches
     from disranker.models.openvino_export import compile_student, openvino_student, score_pairs_openvino
+    from disranker.models.text import encode_student
     from disranker.serving.scorer import TorchScorer
 
     torch_scorer = TorchScorer.load(_args(tiny_dir, cache))
@@ -78,7 +79,8 @@ def test_batches_in_flight_on_both_streams_land_on_their_own_pairs(tiny_dir, cac
 
     request, inputs = compiled.create_infer_request(), {port.get_any_name() for port in compiled.inputs}
     expected = np.full(len(queries), np.nan, dtype=np.float32)
-    for rows, feed in graph_batches(inputs, tokenizer, queries, titles, summaries, 4, 64):  # one at a time
+    encoded = encode_student(tokenizer, queries, titles, summaries, max_length=64, return_tensors="np")
+    for rows, feed in graph_batches(inputs, encoded, 4):  # one at a time
         expected[rows] = request.infer(feed)[compiled.output(0)][:, 0]
     np.testing.assert_array_equal(got, expected)
     assert len(set(got.tolist())) > len(got) // 2  # distinct scores: a batch written to the wrong rows would show

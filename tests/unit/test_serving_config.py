@@ -161,26 +161,30 @@ def test_the_health_check_fails_when_the_model_stops_scoring():
 
 def test_a_pair_the_model_fails_on_fails_alone_and_a_failing_model_is_a_model_failure():
     import math
+    from types import SimpleNamespace
 
     import numpy as np
 
     from disranker.serving.replica import ModelFailure, Ranker
 
+    poison = 666  # a token id this fake model cannot score
+
     class Scorer:
         broken = False
+        encoder = SimpleNamespace(pad=lambda pairs: np.array([ids for ids, _ in pairs]))
 
-        def score(self, queries, titles, summaries):
-            if self.broken or "poison" in summaries:
+        def score_encoded(self, input_ids):
+            if self.broken or (input_ids == poison).any():
                 raise RuntimeError("cannot score")
-            return np.arange(len(queries), dtype=np.float32)
+            return np.arange(len(input_ids), dtype=np.float32)
 
     replica = object.__new__(Ranker.func_or_class)
     replica.scorer = Scorer()
-    scores = replica._score_isolated([("q", "", "fine"), ("q", "", "poison"), ("q", "", "fine too")])
+    scores = replica._score_isolated([([1, 2], [0, 1]), ([1, poison], [0, 1]), ([1, 3], [0, 1])])
     assert scores[0] == 0.0 and math.isnan(scores[1]) and scores[2] == 0.0  # the batch retried pair by pair
     replica.scorer.broken = True
     with pytest.raises(ModelFailure, match="cannot score"):
-        replica._score_isolated([("q", "", "fine"), ("q", "", "also fine")])
+        replica._score_isolated([([1, 2], [0, 1]), ([1, 3], [0, 1])])
 
 
 class _FlakyModel:

@@ -12,7 +12,7 @@ Nothing is fetched from a model hub: every load is ``local_files_only``.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +29,7 @@ __all__ = [
     "load_teacher_lm",
     "load_teacher_scorer",
     "resolve_model_dir",
+    "score_encoded_student",
     "score_pairs_student",
     "score_pairs_teacher",
 ]
@@ -212,6 +213,12 @@ def score_pairs_student(
         return np.empty(0, dtype=np.float32)
     # Tokenise once, padded to the longest pair; each batch then drops the columns that are padding in all its rows.
     encoded = encode_student(tokenizer, queries, titles, summaries, max_length=max_length, return_tensors="np")
+    return score_encoded_student(model, encoded, batch_size)
+
+
+def score_encoded_student(model, encoded: Mapping[str, np.ndarray], batch_size: int = 64) -> np.ndarray:
+    """Raw student logits (float32, one per row) of pairs already encoded (``encode_student``'s arrays, or the
+    endpoint's ``serving.pair_encoding``), in length-sorted batches cut to their longest row."""
     mask = encoded["attention_mask"].astype(bool)
 
     def make_batch(rows: np.ndarray) -> dict:

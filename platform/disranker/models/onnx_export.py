@@ -22,7 +22,7 @@ import hashlib
 import importlib.metadata
 import json
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -175,29 +175,31 @@ def score_pairs_onnx(
 ) -> np.ndarray:
     """Raw student logits (float32, one per pair, input order) from an ONNX Runtime session of ``export_student``'s
     graph (or its int8 version)."""
+    if not len(queries):
+        return np.empty(0, dtype=np.float32)
+    encoded = encode_student(tokenizer, queries, titles, summaries, max_length=max_length, return_tensors="np")
+    return score_encoded_onnx(session, encoded, batch_size)
+
+
+def score_encoded_onnx(session, encoded: Mapping[str, np.ndarray], batch_size: int = 64) -> np.ndarray:
+    """``score_pairs_onnx`` on pairs already encoded (``encode_student``'s arrays)."""
     inputs = {i.name for i in session.get_inputs()}
-    scores = np.empty(len(queries), dtype=np.float32)
-    for rows, feed in graph_batches(inputs, tokenizer, queries, titles, summaries, batch_size, max_length):
+    scores = np.empty(len(encoded["input_ids"]), dtype=np.float32)
+    for rows, feed in graph_batches(inputs, encoded, batch_size):
         scores[rows] = session.run(["logits"], feed)[0][:, 0]
     return scores
 
 
 def graph_batches(
-    inputs: set[str],
-    tokenizer,
-    queries: Sequence[str],
-    titles: Sequence[str],
-    summaries: Sequence[str],
-    batch_size: int,
-    max_length: int,
+    inputs: set[str], encoded: Mapping[str, np.ndarray], batch_size: int
 ) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]:
-    """(pair indices, graph inputs) per batch: the pairs length-sorted, each batch cut to the columns that are not
-    padding in all its rows (as score_pairs_student), the int64 arrays named in ``inputs``."""
+    """(pair indices, graph inputs) per batch of ``encoded`` pairs (``encode_student``'s arrays): the pairs
+    length-sorted, each batch cut to the columns that are not padding in all its rows (as score_pairs_student), the
+    int64 arrays named in ``inputs``."""
     if batch_size < 1:
         raise ValueError(f"batch_size={batch_size}: it must be at least 1")
-    if not len(queries):
+    if not len(encoded["input_ids"]):
         return
-    encoded = encode_student(tokenizer, queries, titles, summaries, max_length=max_length, return_tensors="np")
     arrays = {name: np.asarray(encoded[name], dtype=np.int64) for name in inputs}
     mask = arrays["attention_mask"].astype(bool)
     order = np.argsort(mask.sum(axis=1), kind="stable")

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -121,6 +121,14 @@ def score_pairs_openvino(
 ) -> np.ndarray:
     """Raw student logits (float32, one per pair, input order) from ``compile_student``'s compiled model; the same
     token ids and length-sorted batches as the torch and ONNX Runtime paths, as many in flight as it has streams."""
+    if not len(queries):
+        return np.empty(0, dtype=np.float32)
+    encoded = encode_student(tokenizer, queries, titles, summaries, max_length=max_length, return_tensors="np")
+    return score_encoded_openvino(compiled, encoded, batch_size)
+
+
+def score_encoded_openvino(compiled, encoded: Mapping[str, np.ndarray], batch_size: int = 64) -> np.ndarray:
+    """``score_pairs_openvino`` on pairs already encoded (``encode_student``'s arrays)."""
     # Requests started and waited on from this thread, with no Python callback: OpenVINO's stream threads then never
     # need the GIL, which a callback's would, and a compiled model freed just after (its destructor holds the GIL
     # while it joins them) hung the process (seen: 1 in 30 scorings of the MiniLM student, OpenVINO 2026.4).
@@ -128,7 +136,7 @@ def score_pairs_openvino(
         compiled.create_infer_request() for _ in range(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
     ]
     in_flight: dict[int, np.ndarray] = {}  # request slot -> the pair indices it is scoring
-    scores = np.empty(len(queries), dtype=np.float32)
+    scores = np.empty(len(encoded["input_ids"]), dtype=np.float32)
 
     def collect(slot: int) -> None:
         if (rows := in_flight.pop(slot, None)) is not None:
@@ -136,7 +144,7 @@ def score_pairs_openvino(
             scores[rows] = requests[slot].get_output_tensor(0).data[:, 0]
 
     inputs = {port.get_any_name() for port in compiled.inputs}
-    batches = graph_batches(inputs, tokenizer, queries, titles, summaries, batch_size, max_length)
+    batches = graph_batches(inputs, encoded, batch_size)
     try:
         for number, (rows, feed) in enumerate(batches):
             slot = number % len(requests)  # length-sorted batches take about as long as the one before them

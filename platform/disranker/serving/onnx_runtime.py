@@ -8,13 +8,13 @@ agreement check there.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from disranker.models.onnx_export import int8_student, open_session, score_pairs_onnx
+from disranker.models.onnx_export import int8_student, open_session, score_encoded_onnx
 from disranker.serving.config import RankerArgs
 from disranker.serving.scorer import PairScorer, TorchScorer
 
@@ -25,8 +25,8 @@ class OnnxScorer(PairScorer):
 
     session: Any
 
-    def score(self, queries: Sequence[str], titles: Sequence[str], summaries: Sequence[str]) -> np.ndarray:
-        return self._score_with(score_pairs_onnx, self.session, queries, titles, summaries)
+    def score_encoded(self, encoded: Mapping[str, np.ndarray]) -> np.ndarray:
+        return score_encoded_onnx(self.session, encoded, self.forward_batch_size)
 
 
 def cache_name(model_id: str) -> str:

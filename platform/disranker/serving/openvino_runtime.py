@@ -9,13 +9,13 @@ elsewhere); ``openvino-int8`` runs int8 weights and activations, calibrated on t
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 
-from disranker.models.openvino_export import compile_student, openvino_student, score_pairs_openvino
+from disranker.models.openvino_export import compile_student, openvino_student, score_encoded_openvino
 from disranker.serving.agreement import calibration_set
 from disranker.serving.config import RankerArgs
 from disranker.serving.onnx_runtime import cache_name
@@ -35,8 +35,8 @@ class OpenVinoScorer(PairScorer):
     # against 205 pairs/s, but 441 against 396 CPU ms a request: within the noise, at a cost).
     concurrent_batches: ClassVar[int] = 4
 
-    def score(self, queries: Sequence[str], titles: Sequence[str], summaries: Sequence[str]) -> np.ndarray:
-        return self._score_with(score_pairs_openvino, self.compiled, queries, titles, summaries)
+    def score_encoded(self, encoded: Mapping[str, np.ndarray]) -> np.ndarray:
+        return score_encoded_openvino(self.compiled, encoded, self.forward_batch_size)
 
 
 def build(torch_scorer: TorchScorer, args: RankerArgs) -> tuple[OpenVinoScorer, dict]:

@@ -20,6 +20,7 @@ import numpy as np
 from ray import serve
 
 from disranker.serving.config import BatchingArgs, RankerArgs
+from disranker.serving.pair_encoding import Pair
 from disranker.serving.runtime import load_scorer
 from disranker.serving.schemas import RequestError
 
@@ -57,7 +58,7 @@ class Ranker:
             max_batch_size=self.max_batch_size,
             batch_wait_timeout_s=self.args.batching.batch_wait_timeout_s,
             max_concurrent_batches=self.scorer.concurrent_batches,
-            batch_size_fn=lambda chunks: sum(len(titles) for _, titles, _ in chunks),
+            batch_size_fn=lambda chunks: sum(len(chunk) for chunk in chunks),
         )(self._score_batch)
 
     async def check_health(self) -> None:
@@ -76,20 +77,20 @@ class Ranker:
     async def score(self, query: str, titles: list[str], summaries: list[str]) -> Scored:
         """Every document's score through the shared batch queue, and whether the model had to cut it."""
         model = {"model": self.scorer.model_id, "max_length": self.scorer.max_length}
-        try:
-            truncated = await asyncio.to_thread(self.scorer.truncated, query, titles, summaries)
+        try:  # tokenised here, in the request's thread, not on the batch's path (serving.pair_encoding)
+            encoded = await asyncio.to_thread(self.scorer.encoder.encode, query, titles, summaries)
         except RequestError as refused:
             return Scored(**model, refused=(refused.status, refused.field, refused.message))
         self.counters["requests"] += 1
         # One queue entry per chunk of at most max_batch_size documents, not one per document: a 50-document request
         # is one entry (50 awaited futures cost more than the batching they bought).
-        size = self.max_batch_size
-        chunks = [(query, titles[i : i + size], summaries[i : i + size]) for i in range(0, len(titles), size)]
+        size, pairs = self.max_batch_size, encoded.pairs
+        chunks = [pairs[i : i + size] for i in range(0, len(pairs), size)]
         try:
             scored = await asyncio.gather(*(self._score_chunks(chunk) for chunk in chunks))
         except ModelFailure as exc:
-            return Scored(**model, truncated=truncated, model_failure=str(exc))
-        return Scored(**model, scores=[score for chunk in scored for score in chunk], truncated=truncated)
+            return Scored(**model, truncated=encoded.truncated, model_failure=str(exc))
+        return Scored(**model, scores=[score for chunk in scored for score in chunk], truncated=encoded.truncated)
 
     def info(self) -> dict:
         """What /info reports about the model and this replica."""
@@ -108,30 +109,26 @@ class Ranker:
             "counters": dict(self.counters),  # this replica's, since it started
         }
 
-    async def _score_batch(self, chunks: list[tuple[str, list[str], list[str]]]) -> list[list[float]]:
+    async def _score_batch(self, chunks: list[list[Pair]]) -> list[list[float]]:
         """One batch of the queue (``self._score_chunks``): every chunk's scores, in its documents' order."""
-        pairs = [
-            (query, *document)
-            for query, titles, summaries in chunks
-            for document in zip(titles, summaries, strict=True)
-        ]
+        pairs = [pair for chunk in chunks for pair in chunk]
         self.counters["batches"] += 1
         self.counters["pairs"] += len(pairs)
         # In a thread, so the event loop keeps accepting requests (they queue up for the next batch) meanwhile.
         scores = await asyncio.to_thread(self._score_isolated, pairs)
-        ends = np.cumsum([len(titles) for _, titles, _ in chunks])
-        return [scores[end - len(titles) : end] for end, (_, titles, _) in zip(ends, chunks, strict=True)]
+        ends = np.cumsum([len(chunk) for chunk in chunks])
+        return [scores[end - len(chunk) : end] for end, chunk in zip(ends, chunks, strict=True)]
 
-    def _score_isolated(self, pairs: list[tuple[str, str, str]]) -> list[float]:
+    def _score_isolated(self, pairs: list[Pair]) -> list[float]:
         """The batch's scores; if the batch fails, pair by pair, NaN where a pair fails, so that one request's
         document cannot fail the other requests sharing its batch."""
         try:
-            return self.scorer.score(*zip(*pairs, strict=True)).tolist()
+            return self.scorer.score_encoded(self.scorer.encoder.pad(pairs)).tolist()
         except Exception as batch_error:
             scores = []
             for pair in pairs:
                 try:
-                    scores.append(float(self.scorer.score(*([text] for text in pair))[0]))
+                    scores.append(float(self.scorer.score_encoded(self.scorer.encoder.pad([pair]))[0]))
                 except Exception:
                     scores.append(math.nan)
             if not any(math.isfinite(score) for score in scores):  # not one input's doing: the model is failing
