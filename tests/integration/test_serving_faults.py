@@ -53,12 +53,20 @@ def test_faster_runtime_is_checked_and_reported(
         # Each request its own query and documents, so that scores handed to the wrong request would show.
         payloads = [{"query": f"{QUERY} {i}", "documents": DOCS[i % 4 :] + DOCS[: i % 4]} for i in range(12)]
         alone = [_scores(rank(url, payload)) for payload in payloads]
-        before = info(url)["counters"]["batches"]
-        with ThreadPoolExecutor(12) as pool:
-            together = list(pool.map(lambda payload: _scores(rank(url, payload)), payloads))
-        assert info(url)["counters"]["batches"] - before < 12  # they shared batches
-        for got, expected in zip(together, alone, strict=True):
-            assert got == pytest.approx(expected, abs=tolerance)
+        for _ in range(3):  # rounds of 12 at once, until batches were seen scoring side by side (or three rounds)
+            before = info(url)["counters"]["batches"]
+            with ThreadPoolExecutor(12) as pool:
+                together = list(pool.map(lambda payload: _scores(rank(url, payload)), payloads))
+            counters = info(url)["counters"]
+            assert counters["batches"] - before < 12  # they shared batches
+            for got, expected in zip(together, alone, strict=True):
+                assert got == pytest.approx(expected, abs=tolerance)
+            if counters["most_batches_at_once"] > 1:
+                break
+        # OpenVINO's replica scores batches side by side (three test runs of three saw it in the first round); the
+        # others never do.
+        most = counters["most_batches_at_once"]
+        assert (most > 1) == (concurrent_batches > 1) and most <= concurrent_batches
         assert info(base_url)["runtime"] == {"requested": "torch", "active": "torch"}
     finally:
         serve.delete(f"ranker-{runtime}")

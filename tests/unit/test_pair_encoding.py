@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from transformers import AutoTokenizer
 
 from disranker.models.loading import resolve_model_dir
-from disranker.models.text import encode_student
+from disranker.models.text import encode_student, student_document
 from disranker.serving.pair_encoding import PairEncoder
 from disranker.serving.schemas import RequestError
 from disranker.testing.tiny import build_tiny_student
@@ -49,17 +49,30 @@ def test_pairs_equal_evaluation_encoding(tokenizer, query, docs):
     assert set(got) == set(expected)
     for name in expected:
         np.testing.assert_array_equal(got[name], expected[name], err_msg=name)
-    lengths = expected["attention_mask"].sum(axis=1)
-    # A document is reported cut exactly when its pair reached the limit and its own tokens do not all fit.
-    for cut, length, (title, summary) in zip(encoded.truncated, lengths, docs, strict=True):
-        alone = _expected(tokenizer, query, [(title, summary)], max_length=512)["attention_mask"].sum()
-        assert cut == (alone > MAX_LENGTH) and (not cut or length == MAX_LENGTH)
+    # A document is reported cut exactly when fewer of its tokens reach its pair (token type 1, less the final
+    # [SEP]) than it has; longest-first truncation may cut the query instead.
+    kept = expected["token_type_ids"].sum(axis=1) - 1
+    for cut, reached, (title, summary) in zip(encoded.truncated, kept, docs, strict=True):
+        tokens = len(tokenizer(student_document(title, summary), add_special_tokens=False)["input_ids"])
+        assert cut == (reached < tokens)
 
 
-def test_long_query_is_refused_naming_the_field(tokenizer):
-    with pytest.raises(RequestError, match="the query is") as refused:
+def test_long_query_is_refused_naming_the_field_and_its_length(tokenizer):
+    with pytest.raises(RequestError, match="the query is 40 tokens") as refused:
         PairEncoder(tokenizer, MAX_LENGTH).encode("cat " * 40, ["t"], ["s"])
     assert refused.value.status == 422 and refused.value.field == "query"
+
+
+def test_a_query_cut_beside_a_short_document_leaves_it_whole(tokenizer):
+    encoded = PairEncoder(tokenizer, MAX_LENGTH).encode("cat " * 15, ["dog"], ["stone wall " * 10])
+    assert encoded.truncated == [True]
+    encoded = PairEncoder(tokenizer, MAX_LENGTH).encode("cat " * 19, ["dog"], ["stone"])  # the query is cut
+    (ids, types), document = encoded.pairs[0], tokenizer(student_document("dog", "stone"), add_special_tokens=False)
+    assert encoded.truncated == [False] and len(ids) == MAX_LENGTH and sum(types) == len(document["input_ids"]) + 1
+
+
+def test_pad_of_no_pairs_is_empty(tokenizer):
+    assert all(array.shape == (0, 0) for array in PairEncoder(tokenizer, MAX_LENGTH).pad([]).values())
 
 
 def test_left_padding_follows_the_tokenizer(tokenizer):

@@ -140,20 +140,29 @@ def test_a_max_length_the_model_cannot_read_is_refused_at_startup(tmp_path):
 
 def test_the_health_check_fails_when_the_model_stops_scoring():
     import asyncio
+    from types import SimpleNamespace
 
     import numpy as np
 
     from disranker.serving.replica import Ranker
 
     class Scorer:
-        value = 0.5
+        """Encodes as requests are (the health check must go the requests' way), scores ``value``."""
 
-        def score(self, queries, titles, summaries):
-            return np.full(len(queries), self.value, dtype=np.float32)
+        value = 0.5
+        encoded: list[str] = []
+        encoder = SimpleNamespace(
+            encode=lambda query, titles, summaries: Scorer.encoded.append(query) or SimpleNamespace(pairs=[([1], [0])]),
+            pad=lambda pairs: np.array([ids for ids, _ in pairs]),
+        )
+
+        def score_encoded(self, input_ids):
+            return np.full(len(input_ids), self.value, dtype=np.float32)
 
     replica = object.__new__(Ranker.func_or_class)  # the class Serve runs, without loading a model
     replica.scorer = Scorer()
     asyncio.run(replica.check_health())
+    assert Scorer.encoded == ["health check"]
     replica.scorer.value = float("nan")
     with pytest.raises(RuntimeError, match="health-check pair nan"):
         asyncio.run(replica.check_health())

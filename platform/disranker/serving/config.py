@@ -78,7 +78,7 @@ class RankerArgs(_Strict):
     model: str = "packaged:minilm"  # student spec: local HF folder, URI (s3://…) or packaged:minilm
     # onnx-int8 needs `pip install 'disranker[onnx]'`, openvino and openvino-int8 `pip install 'disranker[openvino]'`
     runtime: Literal["torch", "onnx-int8", "openvino", "openvino-int8"] = "torch"
-    max_length: int = Field(STUDENT_MAX_LENGTH, ge=8)  # tokens per pair; the document side is truncated to fit
+    max_length: int = Field(STUDENT_MAX_LENGTH, ge=8)  # tokens per pair; the longer side (mostly the document) is cut
     # Pairs per forward pass inside one batch (length-sorted). 16, not 32: 64 requests of 50 documents scored in one
     # process at 936 pairs/s against ~800 with OpenVINO, 235 against 207 with torch, 648 against 600 with int8, at 4
     # requests in flight on a 2-core AMX Xeon (64: 490 with OpenVINO); the endpoint served 722/725 against 635/614.

@@ -18,17 +18,23 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from disranker.models.text import student_document
+from disranker.models.text import encode_student, student_document
 from disranker.serving.schemas import RequestError
 
 # One pair: its input ids and token types, special tokens included, unpadded.
 Pair = tuple[list[int], list[int]]
 
 
+# The arrays ``pad`` makes; a tokenizer whose model takes other inputs is refused at replica start.
+INPUT_NAMES = ("input_ids", "token_type_ids", "attention_mask")
+# The document checked against ``encode_student`` when an encoder is made: long enough to be cut at any max_length.
+SELF_CHECK_TITLE, SELF_CHECK_SUMMARY = "a title", "a summary of a document about cats and dogs " * 100
+
+
 @dataclass(frozen=True)
 class EncodedRequest:
     pairs: list[Pair]  # one per document, in the request's order
-    truncated: list[bool]  # whether the model reads only the start of each document
+    truncated: list[bool]  # whether the model reads only part of each document (the longer side is cut first)
 
 
 class PairEncoder:
@@ -48,8 +54,28 @@ class PairEncoder:
         self.max_length = max_length
         self.specials = tokenizer.num_special_tokens_to_add(pair=True)  # [CLS] q [SEP] d [SEP] → 3 for BERT
         self.input_names = tuple(tokenizer.model_input_names)
+        if unknown := set(self.input_names) - set(INPUT_NAMES):
+            raise ValueError(
+                f"the student's tokenizer makes inputs {sorted(unknown)}; the endpoint makes {INPUT_NAMES}"
+            )
         self.pad_id = tokenizer.pad_token_id
         self.pad_left = tokenizer.padding_side == "left"
+        self._check_against(tokenizer)
+
+    def _check_against(self, tokenizer) -> None:
+        """Refuse to serve (at replica start) a tokenizer for which this encoding differs from evaluation's: pairs
+        whose document is cut, and whose query is cut too (longest first)."""
+        long_query = "cat " * max(1, (self.max_length - self.specials - 1) * 2 // 3)
+        for query in ("a query", long_query):
+            expected = encode_student(tokenizer, [query], [SELF_CHECK_TITLE], [SELF_CHECK_SUMMARY], self.max_length,
+                                      return_tensors="np")  # fmt: skip
+            got = self.pad(self.encode(query, [SELF_CHECK_TITLE], [SELF_CHECK_SUMMARY]).pairs)
+            for name, array in expected.items():
+                if name not in got or not np.array_equal(got[name], array):
+                    raise ValueError(
+                        f"{type(tokenizer).__name__}: the endpoint's pair encoding differs from encode_student's in "
+                        f"{name!r}; this tokenizer cannot be served"
+                    )
 
     def encode(self, query: str, titles: Sequence[str], summaries: Sequence[str]) -> EncodedRequest:
         """Every document's pair with ``query``, and which documents do not fit beside it (they are cut).
@@ -57,21 +83,25 @@ class PairEncoder:
         Raises a 422 ``RequestError`` on ``query`` when the query alone leaves no room for a document."""
         documents = [student_document(t, s) for t, s in zip(titles, summaries, strict=True)]
         query_encoding, *document_encodings = self.backend.encode_batch([query, *documents], add_special_tokens=False)
-        query_tokens = len(query_encoding.ids)
-        room = self.max_length - self.specials - query_tokens
-        if room < 1:
+        # The backend cuts a text at max_length; the rest is in its overflow.
+        query_tokens = len(query_encoding.ids) + sum(len(part.ids) for part in query_encoding.overflowing)
+        if self.max_length - self.specials - query_tokens < 1:
             raise RequestError(
                 422, "query", f"the query is {query_tokens} tokens; the model reads {self.max_length} per pair"
             )
         pairs = [self.backend.post_process(query_encoding, document) for document in document_encodings]
         return EncodedRequest(
             pairs=[(pair.ids, pair.type_ids) for pair in pairs],
-            truncated=[len(document.ids) > room for document in document_encodings],
+            # A document is cut when fewer of its tokens reach the pair (sequence 1) than it has, overflow included.
+            truncated=[
+                pair.sequence_ids.count(1) < len(document.ids) + sum(len(part.ids) for part in document.overflowing)
+                for pair, document in zip(pairs, document_encodings, strict=True)
+            ],
         )
 
     def pad(self, pairs: Sequence[Pair]) -> dict[str, np.ndarray]:
         """``pairs`` as the model's int64 input arrays, padded to the longest (as the tokenizer pads)."""
-        width = max(len(ids) for ids, _ in pairs)
+        width = max((len(ids) for ids, _ in pairs), default=0)
         arrays = {
             "input_ids": np.full((len(pairs), width), self.pad_id, dtype=np.int64),
             "token_type_ids": np.zeros((len(pairs), width), dtype=np.int64),

@@ -49,7 +49,9 @@ class Ranker:
     def __init__(self, args: dict):
         self.args = RankerArgs.model_validate(args)
         self.scorer = load_scorer(self.args)
-        self.counters = {"requests": 0, "batches": 0, "pairs": 0}
+        # most_batches_at_once: the most batches that were scoring at the same moment (at most concurrent_batches).
+        self.counters = {"requests": 0, "batches": 0, "pairs": 0, "most_batches_at_once": 0}
+        self.batches_scoring = 0
         self.max_batch_size = self.args.batching.max_batch_size  # reconfigure() sets it again from user_config
         # Built here, not as a decorator, because how many batches may score at once is the runtime's to say
         # (``PairScorer.concurrent_batches``). Entries are chunks of one request's documents; max_batch_size counts
@@ -63,9 +65,15 @@ class Ranker:
 
     async def check_health(self) -> None:
         """Serve calls this every ``health_check_period_s``: a replica whose model no longer scores is replaced."""
-        score = (await asyncio.to_thread(self.scorer.score, *([text] for text in HEALTH_PAIR)))[0]
+        score = await asyncio.to_thread(self._health_score)
         if not math.isfinite(score):
             raise RuntimeError(f"the model scored the health-check pair {score}")
+
+    def _health_score(self) -> float:
+        """The health-check pair's score, encoded and padded as requests are."""
+        query, title, summary = HEALTH_PAIR
+        pairs = self.scorer.encoder.encode(query, [title], [summary]).pairs
+        return float(self.scorer.score_encoded(self.scorer.encoder.pad(pairs))[0])
 
     def reconfigure(self, user_config: dict) -> None:
         """Apply new batching knobs (``serve deploy`` with a changed ``user_config``) without a restart."""
@@ -114,8 +122,12 @@ class Ranker:
         pairs = [pair for chunk in chunks for pair in chunk]
         self.counters["batches"] += 1
         self.counters["pairs"] += len(pairs)
-        # In a thread, so the event loop keeps accepting requests (they queue up for the next batch) meanwhile.
-        scores = await asyncio.to_thread(self._score_isolated, pairs)
+        self.batches_scoring += 1
+        self.counters["most_batches_at_once"] = max(self.counters["most_batches_at_once"], self.batches_scoring)
+        try:  # in a thread, so the event loop keeps accepting requests (they queue up for the next batch) meanwhile
+            scores = await asyncio.to_thread(self._score_isolated, pairs)
+        finally:
+            self.batches_scoring -= 1
         ends = np.cumsum([len(chunk) for chunk in chunks])
         return [scores[end - len(chunk) : end] for end, chunk in zip(ends, chunks, strict=True)]
 

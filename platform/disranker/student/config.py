@@ -36,7 +36,7 @@ class DataSection:
 @dataclass
 class StudentSection:
     model: str = "packaged:minilm"  # "packaged:minilm", an HF encoder folder or a URI to one
-    max_length: int = 256  # tokens per (query, document) pair; only the document side is truncated
+    max_length: int = 256  # tokens per (query, document) pair; the longer side (mostly the document) is cut first
 
 
 @dataclass
