@@ -27,10 +27,11 @@ class OpenVinoScorer(PairScorer):
     """The student as an OpenVINO compiled model (the torch weights are released once the check has passed)."""
 
     compiled: Any
-    # A batch's forwards are spread over the streams, and its tokenisation and last forward leave a stream idle unless
-    # the next batch may start meanwhile; the streams queue whatever is sent. benchmarks/serve_load.py, openvino only,
-    # 64 requests a level, rounds interleaved, 2-core AMX Xeon: 1 → 685 / 646 pairs/s, 2 → 744 / 688 / 714 / 733,
-    # 4 → 774 / 731 / 751 / 745, 8 → 755 / 725. The other runtimes keep one: ONNX Runtime's calls share one thread pool
+    # A batch's forwards are spread over the streams, and its last forward leaves a stream idle unless the next batch
+    # may start meanwhile; the streams queue whatever is sent. benchmarks/serve_load.py, openvino only, 64 requests a
+    # level, rounds interleaved, 2-core AMX Xeon: 1 → 685 / 646 pairs/s, 2 → 744 / 688 / 714 / 733, 4 → 774 / 731 /
+    # 751 / 745, 8 → 755 / 725; again once requests were tokenised in their own threads: 1 → 679 / 659, 4 → 696 / 742.
+    # The other runtimes keep one: ONNX Runtime's calls share one thread pool
     # (its int8 endpoint fell from 372 to 319 pairs/s at 4), torch's forwards contend for its OpenMP threads (220
     # against 205 pairs/s, but 441 against 396 CPU ms a request: within the noise, at a cost).
     concurrent_batches: ClassVar[int] = 4
